@@ -43,9 +43,25 @@ pub struct Loaded {
     pub digest: String,
 }
 
+/// The name that stands for the built-in lab configuration ([`LAB_CONFIG`]).
+pub const LAB_REFERENCE: &str = "@lab";
+
+/// Loads `reference`: a file path, or [`LAB_REFERENCE`] for the built-in lab configuration.
+pub fn load_ref(reference: &str) -> Result<Loaded, Errors> {
+    if reference == LAB_REFERENCE {
+        load_str(Path::new(LAB_REFERENCE), LAB_CONFIG, &standard_dirs())
+    } else {
+        load(Path::new(reference))
+    }
+}
+
+fn standard_dirs() -> Vec<PathBuf> {
+    profile::PROFILE_DIRS.iter().map(PathBuf::from).collect()
+}
+
 /// Reads and validates a configuration file, looking profiles up in the standard directories.
 pub fn load(path: &Path) -> Result<Loaded, Errors> {
-    let dirs: Vec<PathBuf> = profile::PROFILE_DIRS.iter().map(PathBuf::from).collect();
+    let dirs = standard_dirs();
     let text = std::fs::read_to_string(path).map_err(|e| {
         Errors(vec![Diagnostic {
             file: path.to_path_buf(),

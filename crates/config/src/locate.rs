@@ -197,16 +197,8 @@ impl Builder {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
-            Event::Scalar(v, ..) => {
-                if self.begin_value(mark, Some(&v)) {
-                    self.end_value();
-                }
-            }
-            Event::Alias(_) => {
-                if self.begin_value(mark, None) {
-                    self.end_value();
-                }
-            }
+            Event::Scalar(v, ..) if self.begin_value(mark, Some(&v)) => self.end_value(),
+            Event::Alias(_) if self.begin_value(mark, None) => self.end_value(),
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 // A collection used as a mapping key is not something a config file needs;
                 // it is indexed as a key named "?" and serde reports it.

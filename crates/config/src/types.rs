@@ -13,7 +13,10 @@ use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 /// Custom `format` names used in the schema, with the check for each.
-pub(crate) const FORMATS: &[(&str, fn(&str) -> Result<(), String>)] = &[
+/// Checks a string of a custom format, saying why it is malformed.
+pub(crate) type FormatCheck = fn(&str) -> Result<(), String>;
+
+pub(crate) const FORMATS: &[(&str, FormatCheck)] = &[
     ("voxgate-port-range", |s| s.parse::<PortRange>().map(drop)),
     ("voxgate-ipv4-cidr", |s| s.parse::<Ipv4Cidr>().map(drop)),
     ("voxgate-ip-cidr", |s| s.parse::<IpCidr>().map(drop)),

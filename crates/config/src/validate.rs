@@ -105,7 +105,7 @@ pub(crate) fn check_structure<T: JsonSchema>(doc: &Doc) -> Vec<Diagnostic> {
         let description = node
             .and_then(|n| describe_schema(&schema, n))
             .map(str::to_string);
-        let instance = err.instance();
+        let instance: &Value = err.instance();
         match err.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
                 let allowed = node.map(|n| property_names(&schema, n)).unwrap_or_default();
@@ -141,7 +141,7 @@ pub(crate) fn check_structure<T: JsonSchema>(doc: &Doc) -> Vec<Diagnostic> {
                 out.push(doc.diag(
                     doc.loc.value(&path),
                     &path,
-                    format!("expected {expected}, found {}", show_value(&instance)),
+                    format!("expected {expected}, found {}", show_value(instance)),
                     description,
                 ));
             }
@@ -155,7 +155,7 @@ pub(crate) fn check_structure<T: JsonSchema>(doc: &Doc) -> Vec<Diagnostic> {
                 out.push(doc.diag(
                     doc.loc.value(&path),
                     &path,
-                    format!("invalid value {}: {reason}", show_value(&instance)),
+                    format!("invalid value {}: {reason}", show_value(instance)),
                     format_hint(format).map(str::to_string).or(description),
                 ));
             }
@@ -171,7 +171,7 @@ pub(crate) fn check_structure<T: JsonSchema>(doc: &Doc) -> Vec<Diagnostic> {
                 out.push(doc.diag(
                     doc.loc.value(&path),
                     &path,
-                    format!("{} is out of range: must be {range}", show_value(&instance)),
+                    format!("{} is out of range: must be {range}", show_value(instance)),
                     description,
                 ));
             }
@@ -190,7 +190,7 @@ pub(crate) fn check_structure<T: JsonSchema>(doc: &Doc) -> Vec<Diagnostic> {
                     &path,
                     format!(
                         "{} is not one of: {}",
-                        show_value(&instance),
+                        show_value(instance),
                         opts.join(", ")
                     ),
                     Some(suggest(&given, &opts)),

@@ -1,0 +1,164 @@
+//! Wire types: requests, responses and the status the daemon reports.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the request/response protocol; bumped on incompatible changes.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest line either side accepts, so that a confused peer cannot exhaust memory.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// What a client asks the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Version, uptime, configuration and the state of every service.
+    Status,
+    /// Re-read the configuration file, as SIGHUP does.
+    Reload,
+}
+
+/// A request as it travels: the command and the protocol version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Protocol version of the sender.
+    pub v: u32,
+    /// The request.
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// The daemon's answer: `{"v":1,"ok":true,"result":{...}}` or
+/// `{"v":1,"ok":false,"error":"...","details":[...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// Protocol version of the daemon.
+    pub v: u32,
+    /// Whether the request succeeded.
+    pub ok: bool,
+    /// Command-specific result, when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Reply>,
+    /// One line saying what went wrong, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Further lines (e.g. every configuration error).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+}
+
+/// Command-specific results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reply {
+    /// Answer to [`Request::Status`].
+    Status(Status),
+    /// Answer to [`Request::Reload`].
+    Reloaded(ReloadOutcome),
+}
+
+/// The daemon's state, as `voxgate status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Daemon version.
+    pub version: String,
+    /// Daemon process id.
+    pub pid: u32,
+    /// Seconds since the daemon started.
+    pub uptime_secs: u64,
+    /// Site name from the configuration.
+    pub site: String,
+    /// The configuration in force.
+    pub config: ConfigStatus,
+    /// Every service, in start order.
+    pub services: Vec<ServiceStatus>,
+}
+
+/// The configuration in force and the last reload attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigStatus {
+    /// File it was read from.
+    pub path: String,
+    /// SHA-256 of the configuration and profile text.
+    pub digest: String,
+    /// Provider profile name and revision.
+    pub profile: String,
+    /// Seconds since it was loaded.
+    pub loaded_secs_ago: u64,
+    /// Errors of the last rejected reload, if the last attempt failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<String>,
+}
+
+/// What a supervised service is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceState {
+    /// Started and has not failed since.
+    Running,
+    /// Failed; waiting to start again.
+    Restarting,
+    /// Turned off in the configuration.
+    Disabled,
+    /// Stopped because the daemon is shutting down.
+    Stopped,
+}
+
+impl std::fmt::Display for ServiceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ServiceState::Running => "running",
+            ServiceState::Restarting => "restarting",
+            ServiceState::Disabled => "disabled",
+            ServiceState::Stopped => "stopped",
+        })
+    }
+}
+
+/// One service's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// Service name, e.g. `dhcp`.
+    pub name: String,
+    /// Current state.
+    pub state: ServiceState,
+    /// Seconds in the current state.
+    pub since_secs: u64,
+    /// How often it has been restarted after failing.
+    pub restarts: u32,
+    /// The most recent failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Result of a reload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadOutcome {
+    /// Digest of the configuration now in force.
+    pub digest: String,
+    /// Whether it differs from the one before.
+    pub changed: bool,
+}
+
+impl Response {
+    /// A successful response.
+    pub fn ok(result: Reply) -> Response {
+        Response {
+            v: PROTOCOL_VERSION,
+            ok: true,
+            result: Some(result),
+            error: None,
+            details: Vec::new(),
+        }
+    }
+    /// A failed response.
+    pub fn err(error: impl Into<String>, details: Vec<String>) -> Response {
+        Response {
+            v: PROTOCOL_VERSION,
+            ok: false,
+            result: None,
+            error: Some(error.into()),
+            details,
+        }
+    }
+}

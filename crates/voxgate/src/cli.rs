@@ -1,0 +1,191 @@
+//! Operator commands: they talk to the daemon over the control socket, or read config files.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use control::{ClientError, Reply, Request, Status};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn ask(socket: &Path, req: Request) -> Result<Reply, ClientError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::Io(socket.display().to_string(), e))?;
+    rt.block_on(control::request(socket, req, TIMEOUT))
+}
+
+/// Prints the daemon's reply or its error; a daemon error's details follow one per line.
+fn report(
+    r: Result<Reply, ClientError>,
+    json: bool,
+    show: impl Fn(&Reply),
+) -> anyhow::Result<ExitCode> {
+    match r {
+        Ok(reply) => {
+            if json {
+                let body = match &reply {
+                    Reply::Status(s) => serde_json::to_value(s)?,
+                    Reply::Reloaded(o) => serde_json::to_value(o)?,
+                };
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                show(&reply);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ClientError::Daemon { error, details }) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"error": error, "details": details})
+                );
+            } else {
+                eprintln!("voxgate: {error}");
+                for d in details {
+                    eprintln!("{d}");
+                }
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => anyhow::bail!(e),
+    }
+}
+
+/// `voxgate status`.
+pub fn status(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    report(ask(socket, Request::Status), json, |r| {
+        if let Reply::Status(s) = r {
+            print!("{}", render_status(s));
+        }
+    })
+}
+
+/// `voxgate reload`.
+pub fn reload(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    report(ask(socket, Request::Reload), json, |r| {
+        if let Reply::Reloaded(o) = r {
+            let what = if o.changed { "reloaded" } else { "unchanged" };
+            println!("configuration {what}: digest {}", short(&o.digest));
+        }
+    })
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
+}
+
+fn ago(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s:02}s"),
+        (0, _, _) => format!("{h}h{m:02}m"),
+        _ => format!("{d}d{h:02}h"),
+    }
+}
+
+fn render_status(s: &Status) -> String {
+    let mut out = format!(
+        "voxgate {} (pid {}) up {}, site {}\nconfig   {} (digest {}, profile {}, loaded {} ago)\n",
+        s.version,
+        s.pid,
+        ago(s.uptime_secs),
+        s.site,
+        s.config.path,
+        short(&s.config.digest),
+        s.config.profile,
+        ago(s.config.loaded_secs_ago)
+    );
+    if !s.config.rejected.is_empty() {
+        out += "         last reload REJECTED, running the configuration above:\n";
+        for line in &s.config.rejected {
+            out += &format!("           {line}\n");
+        }
+    }
+    out += &format!(
+        "\n{:<10} {:<11} {:>8} {:>8}  {}\n",
+        "SERVICE", "STATE", "SINCE", "RESTARTS", "LAST ERROR"
+    );
+    for svc in &s.services {
+        out += &format!(
+            "{:<10} {:<11} {:>8} {:>8}  {}\n",
+            svc.name,
+            svc.state.to_string(),
+            ago(svc.since_secs),
+            svc.restarts,
+            svc.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    out
+}
+
+fn load(file: Option<String>) -> Result<config::Loaded, config::Errors> {
+    config::load_ref(file.as_deref().unwrap_or(config::DEFAULT_CONFIG_PATH))
+}
+
+/// `voxgate config check`.
+pub fn config_check(file: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
+    match load(file) {
+        Ok(l) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "digest": l.digest, "errors": []})
+                );
+            } else {
+                println!(
+                    "{}: ok (profile {} {}, digest {})",
+                    l.path.display(),
+                    l.profile.name,
+                    l.profile.revision,
+                    short(&l.digest)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({"ok": false, "errors": e.0}));
+            } else {
+                eprintln!("{e}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `voxgate config show`.
+pub fn config_show(file: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
+    match load(file) {
+        Ok(l) if json => println!("{}", serde_json::to_string_pretty(&l.config)?),
+        Ok(l) => print!(
+            "# effective configuration of {} (defaults filled in)\n# provider profile: {} ({})\n{}",
+            l.path.display(),
+            l.profile.name,
+            l.profile_origin,
+            config::to_yaml(&l.config)
+        ),
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `voxgate config schema`.
+pub fn config_schema(profile: bool) -> anyhow::Result<ExitCode> {
+    let schema = if profile {
+        config::profile_schema()
+    } else {
+        config::config_schema()
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&schema).context("rendering the schema")?
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,247 @@
+//! `voxgate run`: loads the configuration, starts the supervised services and the control
+//! socket, talks to systemd (READY, WATCHDOG, STOPPING), reloads on SIGHUP and stops on SIGTERM.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use config::Loaded;
+use control::{ConfigStatus, ReloadOutcome, Reply, Request, Response, Status};
+use sd_notify::NotifyState;
+use supervisor::{Backoff, StatusView, Supervisor};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::{LogFormat, RunArgs};
+
+/// How long services get to stop on SIGTERM before they are abandoned; with the rest of
+/// shutdown this stays well inside systemd's and the brief's 5 s.
+const STOP_GRACE: Duration = Duration::from_secs(4);
+
+/// Entry point of `voxgate run`.
+pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let loaded = match load(&args) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("voxgate: not starting: the configuration has errors");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    init_logging(args.log_format, loaded.config.management.log_level.as_str());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("voxgate")
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(run(args, loaded))
+}
+
+fn load(args: &RunArgs) -> Result<Loaded, config::Errors> {
+    let mut l = config::load_ref(&args.config)?;
+    let m = &mut l.config.management;
+    if let Some(p) = &args.control_socket {
+        m.control_socket = p.clone();
+    }
+    if let Some(p) = &args.state_dir {
+        m.state_dir = p.clone();
+    }
+    Ok(l)
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+async fn run(args: RunArgs, loaded: Loaded) -> anyhow::Result<ExitCode> {
+    let m = loaded.config.management.clone();
+    std::fs::create_dir_all(&m.state_dir)
+        .with_context(|| format!("creating the state directory {}", m.state_dir.display()))?;
+    let listener = control::bind(&m.control_socket)
+        .with_context(|| format!("binding the control socket {}", m.control_socket.display()))?;
+
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %loaded.path.display(),
+        digest = %loaded.digest,
+        profile = %loaded.profile.name,
+        site = %loaded.config.site.name,
+        "starting"
+    );
+    let (tx, rx) = watch::channel(Arc::new(loaded));
+    let sup = Supervisor::start(crate::services::all(), rx, Backoff::default());
+    let daemon = Arc::new(Daemon {
+        args,
+        started: Instant::now(),
+        tx,
+        rejected: Mutex::new((Instant::now(), Vec::new())),
+        services: sup.view(),
+    });
+    let server = tokio::spawn(control::serve(listener, daemon.clone()));
+
+    notify(&[NotifyState::Ready, NotifyState::Status("running")]);
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period / 2);
+            loop {
+                tick.tick().await;
+                notify(&[NotifyState::Watchdog]);
+            }
+        });
+    }
+
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let _ = daemon.reload();
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("stopping");
+    notify(&[NotifyState::Stopping]);
+    server.abort();
+    sup.shutdown(STOP_GRACE).await;
+    let _ = std::fs::remove_file(&m.control_socket);
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the control socket needs of the daemon.
+struct Daemon {
+    args: RunArgs,
+    started: Instant,
+    tx: watch::Sender<Arc<Loaded>>,
+    /// When the configuration in force was loaded, and the errors of the last rejected reload.
+    rejected: Mutex<(Instant, Vec<String>)>,
+    services: StatusView,
+}
+
+impl Daemon {
+    /// Re-reads the configuration; a bad one is rejected with its errors and the running one
+    /// stays in force.
+    fn reload(&self) -> Result<ReloadOutcome, Vec<String>> {
+        notify(&[NotifyState::Reloading]);
+        let result = self.try_reload();
+        notify(&[NotifyState::Ready]);
+        result
+    }
+
+    fn try_reload(&self) -> Result<ReloadOutcome, Vec<String>> {
+        let old = self.tx.borrow().clone();
+        let mut state = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
+        match load(&self.args) {
+            Err(errors) => {
+                let lines: Vec<String> = errors.0.iter().map(|d| d.to_string()).collect();
+                for d in &errors.0 {
+                    tracing::error!(error = %d, "reload rejected");
+                }
+                tracing::error!(
+                    errors = lines.len(),
+                    digest = %old.digest,
+                    "reload rejected; the running configuration stays in force"
+                );
+                state.1 = lines.clone();
+                Err(lines)
+            }
+            Ok(new) => {
+                state.1.clear();
+                let changed = new.digest != old.digest;
+                let digest = new.digest.clone();
+                if changed {
+                    warn_restart_only(&old, &new);
+                    state.0 = Instant::now();
+                    tracing::info!(%digest, "configuration reloaded");
+                    self.tx.send_replace(Arc::new(new));
+                } else {
+                    tracing::info!(%digest, "configuration unchanged");
+                }
+                Ok(ReloadOutcome { digest, changed })
+            }
+        }
+    }
+
+    fn status(&self) -> Status {
+        let loaded = self.tx.borrow().clone();
+        let state = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
+        Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            site: loaded.config.site.name.clone(),
+            config: ConfigStatus {
+                path: loaded.path.display().to_string(),
+                digest: loaded.digest.clone(),
+                profile: format!("{} ({})", loaded.profile.name, loaded.profile.revision),
+                loaded_secs_ago: state.0.elapsed().as_secs(),
+                rejected: state.1.clone(),
+            },
+            services: self.services.status(),
+        }
+    }
+}
+
+/// Settings that are read once at start-up.
+fn warn_restart_only(old: &Loaded, new: &Loaded) {
+    let (a, b) = (&old.config.management, &new.config.management);
+    let items: [(&str, &PathBuf, &PathBuf); 2] = [
+        (
+            "management.control_socket",
+            &a.control_socket,
+            &b.control_socket,
+        ),
+        ("management.state_dir", &a.state_dir, &b.state_dir),
+    ];
+    for (key, was, now) in items {
+        if was != now {
+            tracing::warn!(key, was = %was.display(), now = %now.display(), "takes effect at the next restart");
+        }
+    }
+    if a.log_level != b.log_level {
+        tracing::warn!(
+            key = "management.log_level",
+            "takes effect at the next restart"
+        );
+    }
+}
+
+impl control::Handler for Daemon {
+    fn handle(&self, request: Request) -> Pin<Box<dyn Future<Output = Response> + Send + '_>> {
+        Box::pin(async move {
+            match request {
+                Request::Status => Response::ok(Reply::Status(self.status())),
+                Request::Reload => match self.reload() {
+                    Ok(o) => Response::ok(Reply::Reloaded(o)),
+                    Err(lines) => Response::err(
+                        "the new configuration has errors; the running one stays in force",
+                        lines,
+                    ),
+                },
+            }
+        })
+    }
+}
