@@ -21,6 +21,10 @@ pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
         include_str!("../../../config/providers/babblevoice.yaml"),
     ),
     ("lab", include_str!("../../../config/providers/lab.yaml")),
+    (
+        "twilio",
+        include_str!("../../../config/providers/twilio.yaml"),
+    ),
 ];
 
 /// A provider profile.
