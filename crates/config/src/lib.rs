@@ -48,49 +48,90 @@ pub const LAB_REFERENCE: &str = "@lab";
 
 /// Loads `reference`: a file path, or [`LAB_REFERENCE`] for the built-in lab configuration.
 pub fn load_ref(reference: &str) -> Result<Loaded, Errors> {
-    if reference == LAB_REFERENCE {
-        load_str(Path::new(LAB_REFERENCE), LAB_CONFIG, &standard_dirs())
-    } else {
-        load(Path::new(reference))
+    load_ref_in(reference, &standard_dirs())
+}
+
+/// Like [`load_ref`], looking profiles up in `profile_dirs` (then the built-in ones).
+pub fn load_ref_in(reference: &str, profile_dirs: &[PathBuf]) -> Result<Loaded, Errors> {
+    let (path, text) = read_ref(reference)?;
+    load_str(&path, &text, profile_dirs)
+}
+
+/// Loads the configuration `reference` with the provider profile read from `profile_file`
+/// instead of the one it names: to preview an allowlist update before installing it.
+pub fn load_with_profile_file(
+    reference: &str,
+    profile_dirs: &[PathBuf],
+    profile_file: &Path,
+) -> Result<Loaded, Errors> {
+    let (path, text) = read_ref(reference)?;
+    let ptext = std::fs::read_to_string(profile_file)
+        .map_err(|e| Errors(vec![unreadable(profile_file, "the provider profile", e)]))?;
+    load_inner(
+        &path,
+        &text,
+        profile_dirs,
+        Some((ProfileOrigin::File(profile_file.to_path_buf()), ptext)),
+    )
+}
+
+/// The standard profile directories ([`profile::PROFILE_DIRS`]).
+pub fn standard_dirs() -> Vec<PathBuf> {
+    profile::PROFILE_DIRS.iter().map(PathBuf::from).collect()
+}
+
+fn unreadable(path: &Path, what: &str, e: std::io::Error) -> Diagnostic {
+    Diagnostic {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        path: "(file)".into(),
+        message: format!("cannot read {what}: {e}"),
+        hint: Some(format!(
+            "pass --config FILE, or create {DEFAULT_CONFIG_PATH} from config/voxgate.example.yaml"
+        )),
     }
 }
 
-fn standard_dirs() -> Vec<PathBuf> {
-    profile::PROFILE_DIRS.iter().map(PathBuf::from).collect()
+fn read_ref(reference: &str) -> Result<(PathBuf, String), Errors> {
+    if reference == LAB_REFERENCE {
+        return Ok((PathBuf::from(LAB_REFERENCE), LAB_CONFIG.to_string()));
+    }
+    let path = PathBuf::from(reference);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Errors(vec![unreadable(&path, "the configuration", e)]))?;
+    Ok((path, text))
 }
 
 /// Reads and validates a configuration file, looking profiles up in the standard directories.
 pub fn load(path: &Path) -> Result<Loaded, Errors> {
-    let dirs = standard_dirs();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Errors(vec![Diagnostic {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            path: "(file)".into(),
-            message: format!("cannot read the configuration: {e}"),
-            hint: Some(format!(
-                "pass --config FILE, or create {DEFAULT_CONFIG_PATH} from config/voxgate.example.yaml"
-            )),
-        }])
-    })?;
-    load_str(path, &text, &dirs)
+    let (path, text) = read_ref(&path.to_string_lossy())?;
+    load_str(&path, &text, &standard_dirs())
 }
 
 /// Validates configuration `text` as if read from `path`, looking profiles up in `profile_dirs`
 /// and then among the built-in profiles.
 pub fn load_str(path: &Path, text: &str, profile_dirs: &[PathBuf]) -> Result<Loaded, Errors> {
+    load_inner(path, text, profile_dirs, None)
+}
+
+fn load_inner(
+    path: &Path,
+    text: &str,
+    profile_dirs: &[PathBuf],
+    profile_override: Option<(ProfileOrigin, String)>,
+) -> Result<Loaded, Errors> {
     let doc = validate::parse(path, text).map_err(|d| Errors(vec![d]))?;
     let mut diags = validate::check_structure::<Config>(&doc);
 
     // The profile is checked even when the config has errors, so one run shows everything.
     let reference_path = locate::Path::of(&["provider", "profile"]);
-    let profile = match doc
+    let reference = doc
         .value
         .pointer("/provider/profile")
-        .and_then(|v| v.as_str())
-    {
-        None => None,
+        .and_then(|v| v.as_str());
+    let profile = match reference.filter(|_| profile_override.is_none()) {
+        None => profile_override,
         Some(reference) => {
             let config_dir = path.parent().unwrap_or(Path::new("."));
             match profile::find_profile(reference, config_dir, profile_dirs) {

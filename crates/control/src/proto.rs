@@ -16,6 +16,15 @@ pub enum Request {
     Status,
     /// Re-read the configuration file, as SIGHUP does.
     Reload,
+    /// Re-read the configuration and apply its firewall; with `confirm_secs`, restore the
+    /// previous ruleset unless [`Request::RulesConfirm`] arrives in time.
+    RulesApply {
+        /// Seconds to wait for confirmation before rolling back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        confirm_secs: Option<u64>,
+    },
+    /// Keep the ruleset applied with a confirmation deadline.
+    RulesConfirm,
 }
 
 /// A request as it travels: the command and the protocol version.
@@ -55,6 +64,17 @@ pub enum Reply {
     Status(Status),
     /// Answer to [`Request::Reload`].
     Reloaded(ReloadOutcome),
+    /// Answer to [`Request::RulesApply`] and [`Request::RulesConfirm`].
+    Rules(FirewallState),
+}
+
+/// The firewall's state as the daemon sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirewallState {
+    /// A change awaits `voxgate rules confirm`.
+    pub pending_confirm: bool,
+    /// What happened last (applied, confirmed, rolled back, ...).
+    pub last_event: String,
 }
 
 /// The daemon's state, as `voxgate status` shows it.
@@ -72,6 +92,9 @@ pub struct Status {
     pub config: ConfigStatus,
     /// Every service, in start order.
     pub services: Vec<ServiceStatus>,
+    /// The firewall's last event, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<FirewallState>,
 }
 
 /// The configuration in force and the last reload attempt.

@@ -27,8 +27,10 @@ impl Handler for Fixed {
                         rejected: vec![],
                     },
                     services: vec![],
+                    firewall: None,
                 })),
                 Request::Reload => Response::err("bad config", vec!["x.yaml:1:1: boom".into()]),
+                _ => Response::err("unsupported here", vec![]),
             }
         })
     }

@@ -9,7 +9,7 @@ use control::{ClientError, Reply, Request, Status};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-fn ask(socket: &Path, req: Request) -> Result<Reply, ClientError> {
+pub(crate) fn ask(socket: &Path, req: Request) -> Result<Reply, ClientError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -18,7 +18,7 @@ fn ask(socket: &Path, req: Request) -> Result<Reply, ClientError> {
 }
 
 /// Prints the daemon's reply or its error; a daemon error's details follow one per line.
-fn report(
+pub(crate) fn report(
     r: Result<Reply, ClientError>,
     json: bool,
     show: impl Fn(&Reply),
@@ -29,6 +29,7 @@ fn report(
                 let body = match &reply {
                     Reply::Status(s) => serde_json::to_value(s)?,
                     Reply::Reloaded(o) => serde_json::to_value(o)?,
+                    Reply::Rules(f) => serde_json::to_value(f)?,
                 };
                 println!("{}", serde_json::to_string_pretty(&body)?);
             } else {
@@ -104,6 +105,9 @@ fn render_status(s: &Status) -> String {
         for line in &s.config.rejected {
             out += &format!("           {line}\n");
         }
+    }
+    if let Some(f) = &s.firewall {
+        out += &format!("firewall {}\n", f.last_event);
     }
     out += &format!(
         "\n{:<10} {:<11} {:>8} {:>8}  {}\n",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use config::Loaded;
-use control::{ConfigStatus, ReloadOutcome, Reply, Request, Response, Status};
+use control::{ConfigStatus, FirewallState, ReloadOutcome, Reply, Request, Response, Status};
 use sd_notify::NotifyState;
 use supervisor::{Backoff, StatusView, Supervisor};
 use tokio::signal::unix::{signal, SignalKind};
@@ -88,8 +88,10 @@ async fn run(args: RunArgs, loaded: Loaded) -> anyhow::Result<ExitCode> {
         "starting"
     );
     let (tx, rx) = watch::channel(Arc::new(loaded));
-    let sup = Supervisor::start(crate::services::all(), rx, Backoff::default());
+    let handles = crate::services::Handles::default();
+    let sup = Supervisor::start(crate::services::all(&handles), rx, Backoff::default());
     let daemon = Arc::new(Daemon {
+        handles,
         args,
         started: Instant::now(),
         tx,
@@ -133,6 +135,7 @@ async fn run(args: RunArgs, loaded: Loaded) -> anyhow::Result<ExitCode> {
 
 /// What the control socket needs of the daemon.
 struct Daemon {
+    handles: crate::services::Handles,
     args: RunArgs,
     started: Instant,
     tx: watch::Sender<Arc<Loaded>>,
@@ -201,7 +204,45 @@ impl Daemon {
                 rejected: state.1.clone(),
             },
             services: self.services.status(),
+            firewall: Some(self.firewall_state()).filter(|f| !f.last_event.is_empty()),
         }
+    }
+
+    fn firewall_state(&self) -> FirewallState {
+        let (pending_confirm, last_event) = self.handles.firewall.state();
+        FirewallState {
+            pending_confirm,
+            last_event,
+        }
+    }
+
+    /// `voxgate rules apply`: reload, then apply the new configuration's firewall now
+    /// (optionally with a confirmation deadline) before the service sees the change.
+    fn rules_apply(&self, confirm: Option<Duration>) -> Response {
+        let new = match load(&self.args) {
+            Ok(l) => l,
+            Err(errors) => {
+                return Response::err(
+                    "the configuration has errors; nothing applied",
+                    errors.0.iter().map(|d| d.to_string()).collect(),
+                )
+            }
+        };
+        if !new.config.firewall.enabled {
+            return Response::err(
+                "the firewall is disabled in the configuration (firewall.enabled)",
+                vec![],
+            );
+        }
+        let text = firewall::generate(&new).table.to_nft();
+        if let Err(e) = self.handles.firewall.apply(&text, confirm) {
+            return Response::err(format!("{e:#}"), vec![]);
+        }
+        // The firewall service finds this ruleset already applied and leaves it alone.
+        if let Err(lines) = self.reload() {
+            return Response::err("applied, but the reload failed", lines);
+        }
+        Response::ok(Reply::Rules(self.firewall_state()))
     }
 }
 
@@ -234,6 +275,16 @@ impl control::Handler for Daemon {
         Box::pin(async move {
             match request {
                 Request::Status => Response::ok(Reply::Status(self.status())),
+                Request::RulesApply { confirm_secs } => tokio::task::block_in_place(|| {
+                    self.rules_apply(confirm_secs.map(Duration::from_secs))
+                }),
+                Request::RulesConfirm => {
+                    if self.handles.firewall.confirm() {
+                        Response::ok(Reply::Rules(self.firewall_state()))
+                    } else {
+                        Response::err("no firewall change awaits confirmation", vec![])
+                    }
+                }
                 Request::Reload => match self.reload() {
                     Ok(o) => Response::ok(Reply::Reloaded(o)),
                     Err(lines) => Response::err(

@@ -2,6 +2,7 @@
 
 mod cli;
 mod daemon;
+mod rules;
 mod services;
 
 use std::path::PathBuf;
@@ -44,6 +45,12 @@ enum Command {
     /// Check, show or describe the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Show, explain, compare, apply and confirm the generated firewall rules.
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
+    /// Provider allowlist updates.
+    #[command(subcommand)]
+    Allowlist(rules::AllowlistCommand),
 }
 
 /// Options of `voxgate run`.
@@ -107,6 +114,8 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Check { file, json }) => cli::config_check(file, json),
         Command::Config(ConfigCommand::Show { file, json }) => cli::config_show(file, json),
         Command::Config(ConfigCommand::Schema { profile }) => cli::config_schema(profile),
+        Command::Rules(cmd) => rules::run(&cli.socket, cmd),
+        Command::Allowlist(cmd) => rules::allowlist(&cli.socket, cmd),
     };
     match result {
         Ok(code) => code,

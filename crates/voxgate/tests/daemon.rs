@@ -113,9 +113,17 @@ fn daemon_lifecycle_in_the_lab() {
     let sock = b.socket();
 
     // Starts, answers status over the socket, every service running.
-    let s = wait_status(&sock, Duration::from_secs(10), "links running", |s| {
-        service(s, "links")["state"] == "running"
+    let s = wait_status(&sock, Duration::from_secs(10), "services running", |s| {
+        service(s, "links")["state"] == "running" && s["firewall"]["last_event"] == "applied"
     });
+    assert_eq!(service(&s, "firewall")["state"], "running");
+    let rules = lab
+        .run_ok(Node::Box, &["nft", "list", "table", "inet", "voxgate"])
+        .unwrap();
+    assert!(
+        rules.contains("chain input"),
+        "the daemon applied its firewall:\n{rules}"
+    );
     assert_eq!(s["site"], "surgery-a");
     assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(s["config"]["path"], b.config().display().to_string());
@@ -178,6 +186,36 @@ fn daemon_lifecycle_in_the_lab() {
     let s = status(&sock);
     assert_eq!(s["site"], "surgery-d");
     assert!(s["config"]["rejected"].is_null());
+
+    // `rules apply --confirm`: applied, pending; not confirmed, so it rolls back by itself.
+    let out = cli(&sock, &["rules", "confirm"]);
+    assert!(!out.status.success(), "nothing to confirm yet");
+    let out = cli(&sock, &["rules", "apply", "--confirm", "1", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["pending_confirm"], true, "{st}");
+    wait_status(&sock, Duration::from_secs(5), "rollback", |s| {
+        s["firewall"]["last_event"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("rolled back")
+    });
+    let out = cli(&sock, &["rules", "apply", "--confirm", "30"]);
+    assert!(out.status.success());
+    let out = cli(&sock, &["rules", "confirm"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        status(&sock)["firewall"]["last_event"],
+        "applied and confirmed"
+    );
 
     // A failing service is restarted with back-off while status shows why; the daemon and the
     // other parts keep answering.
