@@ -698,10 +698,11 @@ fn assemble(
             (Match::Saddr(Addr::Set(name.clone(), v6)), L4::Tcp, &tcp_to),
         ] {
             mark.push(Rule {
+                // `ct state new` first: established packets skip the set lookup entirely.
                 matches: vec![
+                    Match::CtState(vec!["new"]),
                     dir_match,
                     Match::Proto(vec![l4]),
-                    Match::CtState(vec!["new"]),
                 ],
                 stmts: vec![Stmt::CtTimeout(to.clone())],
                 comment: format!(

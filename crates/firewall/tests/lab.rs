@@ -171,6 +171,20 @@ fn real_packets_through_the_generated_rules() {
         !ct.contains("helper="),
         "a conntrack helper is attached: {ct}"
     );
+
+    // An established flow survives a re-apply: reply traffic still reaches the phone.
+    let phone = udp_in(&lab, Node::Phone, 4001);
+    let prov = udp_in(&lab, Node::Provider, 10000);
+    phone.send_to(b"hello", sa(addr::PROVIDER, 10000)).unwrap();
+    let mut buf = [0u8; 16];
+    let (_, from) = prov.recv_from(&mut buf).unwrap();
+    let newer = firewall::generate(&loaded("turn: {enabled: true}\n"))
+        .table
+        .to_nft();
+    apply_in_box(&lab, &newer).unwrap();
+    prov.send_to(b"reply", from).unwrap();
+    let (n, _) = phone.recv_from(&mut buf).expect("reply after re-apply");
+    assert_eq!(&buf[..n], b"reply");
 }
 
 #[test]

@@ -358,3 +358,77 @@ fn systemd_unit_verifies() {
         "systemd-analyze verify:\n{err}"
     );
 }
+
+#[test]
+fn allowlist_import_shows_the_diff_and_installs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("voxgate.yaml");
+    std::fs::write(&cfg, lab_config("x")).unwrap();
+    let updated = dir.path().join("lab-update.yaml");
+    let profile = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/providers/lab.yaml"
+    ))
+    .unwrap();
+    std::fs::write(
+        &updated,
+        profile
+            .replace("revision: \"lab-1\"", "revision: \"lab-2\"")
+            .replace(
+                "networks:\n",
+                "networks:\n  - cidr: 203.0.113.128/28\n    note: announced in lab-2\n",
+            ),
+    )
+    .unwrap();
+    let providers = dir.path().join("providers");
+    let run = |extra: &[&str], stdin: &str| {
+        let mut child = Command::new(VOXGATE)
+            .arg("--socket")
+            .arg(dir.path().join("none.sock"))
+            .args(["allowlist", "import"])
+            .arg(&updated)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--providers-dir")
+            .arg(&providers)
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // Declined: shows the diff, installs nothing.
+    let out = run(&[], "no\n");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!out.status.success());
+    assert!(text.contains("revision lab-1 -> lab-2"), "{text}");
+    assert!(
+        text.contains("+ network 203.0.113.128/28 (set provider)"),
+        "{text}"
+    );
+    assert!(!providers.join("lab.yaml").exists());
+    // Accepted: installed where the configuration finds it first.
+    let out = run(&[], "yes\n");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("no daemon running"), "{text}");
+    let l = config::load_ref_in(&cfg.to_string_lossy(), std::slice::from_ref(&providers)).unwrap();
+    assert_eq!(l.profile.revision, "lab-2");
+    // A profile for another provider is refused.
+    std::fs::write(&updated, profile.replace("name: lab", "name: other")).unwrap();
+    let out = run(&["--yes"], "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("but the configuration uses \"lab\""));
+}
