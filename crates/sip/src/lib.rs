@@ -2,3 +2,4 @@
 
 pub mod message;
 pub mod name_addr;
+pub mod transaction;

@@ -1,0 +1,524 @@
+//! RFC 3261 section 17 transactions, sans-IO: messages and the current time go in; datagrams
+//! to send, events for the B2BUA and the next wake-up come out. No sockets, no clock.
+//!
+//! Timers A-K on unreliable transports (RFC 3261 table 4) with RFC 6026's Accepted state for
+//! INVITE server transactions: a 2xx is retransmitted until its ACK arrives (the ACK for a 2xx
+//! is end-to-end and carries its own branch, so it is matched by Call-ID and CSeq).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ezk_sip_types::msg::MessageLine;
+use ezk_sip_types::{Method, Name};
+
+use crate::message::{response, Message};
+
+/// RTT estimate (T1).
+pub const T1: Duration = Duration::from_millis(500);
+/// Longest retransmit interval for non-INVITE requests and INVITE responses (T2).
+pub const T2: Duration = Duration::from_secs(4);
+/// Longest time a message stays in the network (T4).
+pub const T4: Duration = Duration::from_secs(5);
+
+/// Which socket a message uses: the voice LAN or the WAN towards the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// Phones.
+    Lan,
+    /// The provider.
+    Wan,
+}
+
+/// Where a message comes from or goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// Socket side.
+    pub side: Side,
+    /// Remote address.
+    pub addr: SocketAddr,
+    /// Reliable transport (TCP): no retransmissions.
+    pub reliable: bool,
+}
+
+/// Identifies a client transaction (one request the B2BUA sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientTx(pub u64);
+
+/// Identifies a server transaction (one request the B2BUA received).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerTx(pub u64);
+
+/// What the transaction layer produces.
+#[derive(Debug)]
+pub enum Output {
+    /// Send these bytes.
+    Transmit {
+        /// To whom.
+        to: Peer,
+        /// The datagram.
+        bytes: Vec<u8>,
+    },
+    /// A new request arrived (retransmissions are absorbed).
+    Request {
+        /// Its transaction; answer with [`Transactions::respond`].
+        tx: ServerTx,
+        /// The request.
+        msg: Message,
+        /// Who sent it.
+        from: Peer,
+    },
+    /// An ACK for a 2xx, or a request that needs no transaction: the B2BUA handles it.
+    Ack {
+        /// The ACK.
+        msg: Message,
+        /// Who sent it.
+        from: Peer,
+    },
+    /// A response to one of our requests (provisional or final, first copy only).
+    Response {
+        /// Our request's transaction.
+        tx: ClientTx,
+        /// The response.
+        msg: Message,
+    },
+    /// A 2xx retransmission for an INVITE whose transaction has ended: the B2BUA re-sends
+    /// its ACK.
+    Stray2xx {
+        /// The response.
+        msg: Message,
+        /// Who sent it.
+        from: Peer,
+    },
+    /// Our request got no final response in time (Timer B or F).
+    Timeout {
+        /// The request's transaction.
+        tx: ClientTx,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientState {
+    Calling,
+    Proceeding,
+    Completed,
+}
+
+struct Client {
+    invite: bool,
+    request: Message,
+    peer: Peer,
+    state: ClientState,
+    /// Next retransmission and its interval (Timer A / E).
+    retransmit: Option<(Instant, Duration)>,
+    /// Give-up time (Timer B / F) or end of Completed (Timer D / K).
+    deadline: Instant,
+    /// The ACK sent for a non-2xx final response (re-sent on retransmissions).
+    ack: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerState {
+    Proceeding,
+    Accepted,
+    Completed,
+    Confirmed,
+}
+
+struct Server {
+    invite: bool,
+    peer: Peer,
+    state: ServerState,
+    last_response: Option<Vec<u8>>,
+    retransmit: Option<(Instant, Duration)>,
+    /// End of the current state (Timer H / I / J / L), if any.
+    deadline: Option<Instant>,
+    call_id: String,
+    cseq: u32,
+}
+
+/// The transaction layer.
+pub struct Transactions {
+    next_id: u64,
+    clients: HashMap<ClientTx, Client>,
+    /// (branch, method) -> client transaction.
+    client_keys: HashMap<(String, String), ClientTx>,
+    servers: HashMap<ServerTx, Server>,
+    /// (branch, sent-by, method) -> server transaction (ACK maps to INVITE).
+    server_keys: HashMap<(String, String, String), ServerTx>,
+    out: VecDeque<Output>,
+}
+
+impl Default for Transactions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn branch_of(msg: &Message) -> Option<(String, String)> {
+    let via = msg.top_via()?;
+    let branch = via.params.get_val("branch")?.to_string();
+    Some((branch, format!("{:?}", via.sent_by)))
+}
+
+fn method_key(m: &Method) -> String {
+    if *m == Method::ACK {
+        Method::INVITE.to_string()
+    } else {
+        m.to_string()
+    }
+}
+
+impl Transactions {
+    /// An empty layer.
+    pub fn new() -> Self {
+        Transactions {
+            next_id: 1,
+            clients: HashMap::new(),
+            client_keys: HashMap::new(),
+            servers: HashMap::new(),
+            server_keys: HashMap::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Next output to act on.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Transactions::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let c = self
+            .clients
+            .values()
+            .flat_map(|c| [c.retransmit.map(|r| r.0), Some(c.deadline)])
+            .flatten();
+        let s = self
+            .servers
+            .values()
+            .flat_map(|s| [s.retransmit.map(|r| r.0), s.deadline])
+            .flatten();
+        c.chain(s).min()
+    }
+
+    /// Number of live transactions (for status and leak tests).
+    pub fn len(&self) -> usize {
+        self.clients.len() + self.servers.len()
+    }
+
+    /// Whether no transaction is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sends a request in a new client transaction. The request must carry a top Via with a
+    /// unique `z9hG4bK` branch. ACKs are not transactions: use [`Transactions::send`].
+    pub fn request(&mut self, now: Instant, msg: Message, peer: Peer) -> ClientTx {
+        let id = ClientTx(self.id());
+        let invite = msg.method() == Some(&Method::INVITE);
+        let bytes = msg.to_bytes();
+        if let (Some((branch, _)), Some(m)) = (branch_of(&msg), msg.method()) {
+            self.client_keys.insert((branch, method_key(m)), id);
+        }
+        self.clients.insert(
+            id,
+            Client {
+                invite,
+                request: msg,
+                peer,
+                state: ClientState::Calling,
+                retransmit: (!peer.reliable).then_some((now + T1, T1)),
+                deadline: now + 64 * T1,
+                ack: None,
+            },
+        );
+        self.out.push_back(Output::Transmit { to: peer, bytes });
+        id
+    }
+
+    /// Sends a message outside any transaction (an ACK for a 2xx, a stateless response).
+    pub fn send(&mut self, msg: &Message, to: Peer) {
+        self.out.push_back(Output::Transmit {
+            to,
+            bytes: msg.to_bytes(),
+        });
+    }
+
+    /// Answers a server transaction. Responses after the final one are ignored.
+    pub fn respond(&mut self, now: Instant, tx: ServerTx, msg: Message) {
+        let Some(code) = msg.code() else { return };
+        let Some(s) = self.servers.get_mut(&tx) else {
+            tracing::debug!(?tx, code, "response for an ended transaction dropped");
+            return;
+        };
+        if s.state != ServerState::Proceeding {
+            return;
+        }
+        let bytes = msg.to_bytes();
+        self.out.push_back(Output::Transmit {
+            to: s.peer,
+            bytes: bytes.clone(),
+        });
+        s.last_response = Some(bytes);
+        let unreliable = !s.peer.reliable;
+        match (s.invite, code) {
+            (_, 100..=199) => {}
+            (true, 200..=299) => {
+                s.state = ServerState::Accepted;
+                s.retransmit = unreliable.then_some((now + T1, T1));
+                s.deadline = Some(now + 64 * T1);
+            }
+            (true, _) => {
+                s.state = ServerState::Completed;
+                s.retransmit = unreliable.then_some((now + T1, T1));
+                s.deadline = Some(now + 64 * T1);
+            }
+            (false, _) => {
+                s.state = ServerState::Completed;
+                s.retransmit = None;
+                s.deadline = Some(now + if unreliable { 64 * T1 } else { Duration::ZERO });
+            }
+        }
+    }
+
+    /// Feeds a received message.
+    pub fn receive(&mut self, now: Instant, msg: Message, from: Peer) {
+        match &msg.line {
+            MessageLine::Request(_) => self.receive_request(now, msg, from),
+            MessageLine::Response(_) => self.receive_response(now, msg, from),
+        }
+    }
+
+    fn receive_request(&mut self, now: Instant, msg: Message, from: Peer) {
+        let method = msg.method().cloned().expect("a request");
+        let key = branch_of(&msg).map(|(b, sent_by)| (b, sent_by, method_key(&method)));
+        if let Some(tx) = key.as_ref().and_then(|k| self.server_keys.get(k)).copied() {
+            let s = self.servers.get_mut(&tx).expect("keyed transactions exist");
+            if method == Method::ACK {
+                if s.invite && s.state == ServerState::Completed {
+                    s.state = ServerState::Confirmed;
+                    s.retransmit = None;
+                    s.deadline = Some(now + if from.reliable { Duration::ZERO } else { T4 });
+                }
+                return; // the ACK of a non-2xx belongs to the transaction
+            }
+            // A retransmitted request: repeat the last response, if any.
+            if let Some(last) = &s.last_response {
+                self.out.push_back(Output::Transmit {
+                    to: s.peer,
+                    bytes: last.clone(),
+                });
+            }
+            return;
+        }
+        if method == Method::ACK {
+            // ACK for a 2xx: stop retransmitting the 2xx of the matching INVITE.
+            let call_id = msg.call_id().unwrap_or_default();
+            let cseq = msg.cseq().map(|c| c.cseq).unwrap_or(0);
+            for s in self.servers.values_mut() {
+                if s.state == ServerState::Accepted && s.call_id == call_id && s.cseq == cseq {
+                    s.retransmit = None;
+                }
+            }
+            self.out.push_back(Output::Ack { msg, from });
+            return;
+        }
+        let id = ServerTx(self.id());
+        let invite = method == Method::INVITE;
+        if let Some(k) = key {
+            self.server_keys.insert(k, id);
+        }
+        self.servers.insert(
+            id,
+            Server {
+                invite,
+                peer: from,
+                state: ServerState::Proceeding,
+                last_response: None,
+                retransmit: None,
+                deadline: None,
+                call_id: msg.call_id().unwrap_or_default(),
+                cseq: msg.cseq().map(|c| c.cseq).unwrap_or(0),
+            },
+        );
+        if invite {
+            // 100 Trying at once stops the phone's INVITE retransmissions (RFC 3261 17.2.1).
+            let trying = response(&msg, 100, "Trying", None);
+            self.respond(now, id, trying);
+        }
+        self.out.push_back(Output::Request { tx: id, msg, from });
+    }
+
+    fn receive_response(&mut self, now: Instant, msg: Message, from: Peer) {
+        let code = msg.code().expect("a response");
+        let key = branch_of(&msg)
+            .zip(msg.cseq())
+            .map(|((b, _), c)| (b, method_key(&c.method)));
+        let Some(tx) = key.as_ref().and_then(|k| self.client_keys.get(k)).copied() else {
+            if (200..300).contains(&code) && msg.cseq().is_some_and(|c| c.method == Method::INVITE)
+            {
+                self.out.push_back(Output::Stray2xx { msg, from });
+            } else {
+                tracing::debug!(code, "response matching no transaction dropped");
+            }
+            return;
+        };
+        let c = self.clients.get_mut(&tx).expect("keyed transactions exist");
+        match (c.state, code) {
+            (ClientState::Calling | ClientState::Proceeding, 100..=199) => {
+                c.state = ClientState::Proceeding;
+                if c.invite {
+                    c.retransmit = None; // Timer A stops on any provisional
+                } else if let Some((_, _)) = c.retransmit {
+                    c.retransmit = Some((now + T2, T2));
+                }
+                self.out.push_back(Output::Response { tx, msg });
+            }
+            (ClientState::Calling | ClientState::Proceeding, 200..=299) if c.invite => {
+                // The transaction ends; 2xx retransmissions arrive as Stray2xx.
+                self.out.push_back(Output::Response { tx, msg });
+                self.remove_client(tx);
+            }
+            (ClientState::Calling | ClientState::Proceeding, _) => {
+                c.state = ClientState::Completed;
+                c.retransmit = None;
+                if c.invite {
+                    let ack = ack_for(&c.request, &msg).to_bytes();
+                    self.out.push_back(Output::Transmit {
+                        to: c.peer,
+                        bytes: ack.clone(),
+                    });
+                    c.ack = Some(ack);
+                    c.deadline = now
+                        + if c.peer.reliable {
+                            Duration::ZERO
+                        } else {
+                            32 * Duration::from_secs(1)
+                        };
+                } else {
+                    c.deadline = now + if c.peer.reliable { Duration::ZERO } else { T4 };
+                }
+                self.out.push_back(Output::Response { tx, msg });
+            }
+            (ClientState::Completed, _) => {
+                // A retransmitted final response: re-send the ACK (INVITE), absorb otherwise.
+                if let Some(ack) = &c.ack {
+                    self.out.push_back(Output::Transmit {
+                        to: c.peer,
+                        bytes: ack.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn remove_client(&mut self, tx: ClientTx) {
+        if let Some(c) = self.clients.remove(&tx) {
+            if let (Some((b, _)), Some(m)) = (branch_of(&c.request), c.request.method()) {
+                self.client_keys.remove(&(b, method_key(m)));
+            }
+        }
+    }
+
+    fn remove_server(&mut self, tx: ServerTx) {
+        self.servers.remove(&tx);
+        self.server_keys.retain(|_, v| *v != tx);
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut ended_c = Vec::new();
+        for (id, c) in self.clients.iter_mut() {
+            if now >= c.deadline {
+                if c.state != ClientState::Completed {
+                    self.out.push_back(Output::Timeout { tx: *id });
+                }
+                ended_c.push(*id);
+                continue;
+            }
+            if let Some((at, interval)) = c.retransmit {
+                if now >= at {
+                    self.out.push_back(Output::Transmit {
+                        to: c.peer,
+                        bytes: c.request.to_bytes(),
+                    });
+                    let next = if c.invite {
+                        interval * 2
+                    } else {
+                        (interval * 2).min(T2)
+                    };
+                    c.retransmit = Some((now + next, next));
+                }
+            }
+        }
+        for id in ended_c {
+            self.remove_client(id);
+        }
+        let mut ended_s = Vec::new();
+        for (id, s) in self.servers.iter_mut() {
+            if let Some(at) = s.deadline {
+                if now >= at {
+                    if s.state == ServerState::Completed && s.invite {
+                        tracing::warn!(call_id = %s.call_id, "no ACK for a final response (Timer H)");
+                    }
+                    ended_s.push(*id);
+                    continue;
+                }
+            }
+            if let Some((at, interval)) = s.retransmit {
+                if now >= at {
+                    if let Some(last) = &s.last_response {
+                        self.out.push_back(Output::Transmit {
+                            to: s.peer,
+                            bytes: last.clone(),
+                        });
+                    }
+                    let next = (interval * 2).min(T2);
+                    s.retransmit = Some((now + next, next));
+                }
+            }
+        }
+        for id in ended_s {
+            self.remove_server(id);
+        }
+    }
+}
+
+/// The ACK a client INVITE transaction sends for a non-2xx final response (RFC 3261
+/// 17.1.1.3): same Request-URI, Call-ID, From, CSeq number and top Via as the INVITE, To from
+/// the response.
+pub fn ack_for(invite: &Message, resp: &Message) -> Message {
+    let mut headers = ezk_sip_types::Headers::new();
+    if let Some(v) = invite.headers.get_raw(&Name::VIA).next() {
+        headers.insert(Name::VIA, v.clone());
+    }
+    for name in [Name::FROM, Name::CALL_ID, Name::ROUTE] {
+        for v in invite.headers.get_raw(&name) {
+            headers.insert(name.clone(), v.clone());
+        }
+    }
+    for v in resp.headers.get_raw(&Name::TO) {
+        headers.insert(Name::TO, v.clone());
+    }
+    let n = invite.cseq().map(|c| c.cseq).unwrap_or(1);
+    headers.insert(Name::CSEQ, format!("{n} ACK"));
+    headers.insert(Name::MAX_FORWARDS, "70");
+    let line = match &invite.line {
+        MessageLine::Request(r) => MessageLine::Request(ezk_sip_types::msg::RequestLine {
+            method: Method::ACK,
+            uri: r.uri.clone(),
+        }),
+        other => other.clone(),
+    };
+    Message {
+        line,
+        headers,
+        body: bytes::Bytes::new(),
+    }
+}
