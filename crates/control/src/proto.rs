@@ -25,6 +25,8 @@ pub enum Request {
     },
     /// Keep the ruleset applied with a confirmation deadline.
     RulesConfirm,
+    /// The phones' registrations relayed to the provider.
+    Regs,
 }
 
 /// A request as it travels: the command and the protocol version.
@@ -66,6 +68,31 @@ pub enum Reply {
     Reloaded(ReloadOutcome),
     /// Answer to [`Request::RulesApply`] and [`Request::RulesConfirm`].
     Rules(FirewallState),
+    /// Answer to [`Request::Regs`].
+    Regs {
+        /// One entry per address of record.
+        registrations: Vec<RegistrationInfo>,
+    },
+}
+
+/// One phone's registration as the box relays it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationInfo {
+    /// Address of record.
+    pub aor: String,
+    /// The phone's Contact URI.
+    pub phone_contact: String,
+    /// The phone's transport address (where its requests come from).
+    pub phone_addr: String,
+    /// The Contact the box registered upstream.
+    pub upstream_contact: String,
+    /// registered, challenged, pending, failed, unregistered or expired.
+    pub state: String,
+    /// Seconds until the upstream registration expires.
+    pub expires_in: u64,
+    /// The last failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// The firewall's state as the daemon sees it.

@@ -1,5 +1,8 @@
 //! voxgate's SIP side: an ALG-free B2BUA between the phones on the voice LAN and the provider.
 
+pub mod b2bua;
 pub mod message;
 pub mod name_addr;
+mod service;
 pub mod transaction;
+pub use service::{SipHandle, SipService};

@@ -142,7 +142,10 @@ pub fn parse(bytes: &[u8], stream: bool) -> Result<(Message, usize), ParseError>
             }
             Some(_) => match Line::parse(&buffer, text) {
                 Ok((_, l)) => headers.insert(l.name, l.value),
-                Err(_) if is_request => return Err(reject(400, "Malformed Header Line")),
+                Err(_) if is_request => {
+                    tracing::debug!(line = %text.chars().take(80).collect::<String>(), "malformed header line");
+                    return Err(reject(400, "Malformed Header Line"));
+                }
                 Err(_) => return Err(ParseError::BadResponse(format!("header line {text:?}"))),
             },
         }

@@ -30,6 +30,7 @@ pub(crate) fn report(
                     Reply::Status(s) => serde_json::to_value(s)?,
                     Reply::Reloaded(o) => serde_json::to_value(o)?,
                     Reply::Rules(f) => serde_json::to_value(f)?,
+                    Reply::Regs { registrations } => serde_json::to_value(registrations)?,
                 };
                 println!("{}", serde_json::to_string_pretty(&body)?);
             } else {
@@ -60,6 +61,33 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
     report(ask(socket, Request::Status), json, |r| {
         if let Reply::Status(s) = r {
             print!("{}", render_status(s));
+        }
+    })
+}
+
+/// `voxgate regs`.
+pub fn regs(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    report(ask(socket, Request::Regs), json, |r| {
+        if let Reply::Regs { registrations } = r {
+            if registrations.is_empty() {
+                println!("no registrations");
+                return;
+            }
+            println!(
+                "{:<36} {:<12} {:>8}  {:<22} {:<40} LAST ERROR",
+                "AOR", "STATE", "EXPIRES", "PHONE", "UPSTREAM CONTACT"
+            );
+            for g in registrations {
+                println!(
+                    "{:<36} {:<12} {:>8}  {:<22} {:<40} {}",
+                    g.aor,
+                    g.state,
+                    ago(g.expires_in),
+                    g.phone_addr,
+                    g.upstream_contact,
+                    g.last_error.as_deref().unwrap_or("-")
+                );
+            }
         }
     })
 }

@@ -278,6 +278,23 @@ impl control::Handler for Daemon {
                 Request::RulesApply { confirm_secs } => tokio::task::block_in_place(|| {
                     self.rules_apply(confirm_secs.map(Duration::from_secs))
                 }),
+                Request::Regs => Response::ok(Reply::Regs {
+                    registrations: self
+                        .handles
+                        .sip
+                        .registrations()
+                        .into_iter()
+                        .map(|r| control::RegistrationInfo {
+                            aor: r.aor,
+                            phone_contact: r.phone_contact,
+                            phone_addr: r.phone_addr.to_string(),
+                            upstream_contact: r.upstream_contact,
+                            state: r.state,
+                            expires_in: r.expires_in,
+                            last_error: r.last_error,
+                        })
+                        .collect(),
+                }),
                 Request::RulesConfirm => {
                     if self.handles.firewall.confirm() {
                         Response::ok(Reply::Rules(self.firewall_state()))

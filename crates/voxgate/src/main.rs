@@ -36,6 +36,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The phones' registrations relayed to the provider.
+    Regs {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Make the daemon re-read its configuration (as SIGHUP does) and report the outcome.
     Reload {
         /// Print JSON.
@@ -111,6 +117,7 @@ fn main() -> ExitCode {
         Command::Run(args) => daemon::main(args),
         Command::Status { json } => cli::status(&cli.socket, json),
         Command::Reload { json } => cli::reload(&cli.socket, json),
+        Command::Regs { json } => cli::regs(&cli.socket, json),
         Command::Config(ConfigCommand::Check { file, json }) => cli::config_check(file, json),
         Command::Config(ConfigCommand::Show { file, json }) => cli::config_show(file, json),
         Command::Config(ConfigCommand::Schema { profile }) => cli::config_schema(profile),

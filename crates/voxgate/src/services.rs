@@ -13,6 +13,8 @@ use supervisor::Service;
 pub struct Handles {
     /// The firewall's applied ruleset and pending confirmation.
     pub firewall: firewall::FirewallHandle,
+    /// The SIP B2BUA's registrations.
+    pub sip: sip::SipHandle,
 }
 
 /// Every service the daemon supervises, in start order: the firewall first, so that nothing
@@ -21,5 +23,6 @@ pub fn all(h: &Handles) -> Vec<Arc<dyn Service<Loaded>>> {
     vec![
         Arc::new(firewall::FirewallService(h.firewall.clone())),
         Arc::new(links::Links),
+        Arc::new(sip::SipService(h.sip.clone())),
     ]
 }

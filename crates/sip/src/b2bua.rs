@@ -1,0 +1,482 @@
+//! The B2BUA core, sans-IO: datagrams and time in, datagrams out. This step relays
+//! registrations (the box re-originates each phone's REGISTER towards the provider with its
+//! own Call-ID, Via and Contact; digest challenges and credentials pass through untouched),
+//! answers OPTIONS locally, keeps the broadband router's NAT binding open, and refuses what it
+//! does not relay yet with a proper response.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ezk_sip_types::msg::{MessageLine, StatusLine};
+use ezk_sip_types::{Headers, Method, Name};
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::message::{parse, response, Message, ParseError};
+use crate::name_addr;
+use crate::transaction::{ClientTx, Output, Peer, ServerTx, Side, Transactions};
+
+/// What the B2BUA needs to know about the box and the provider.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The box's SIP address on the voice LAN (Via/Contact towards phones).
+    pub lan: SocketAddr,
+    /// The box's SIP address on the WAN interface.
+    pub wan: SocketAddr,
+    /// The provider's SIP server.
+    pub upstream: SocketAddr,
+    /// Phones must send from here.
+    pub voice_net: IpNet,
+    /// The provider must send from here.
+    pub provider_nets: Vec<IpNet>,
+    /// Interval of the NAT keepalive towards the provider.
+    pub keepalive: Duration,
+}
+
+/// A phone's registration as relayed upstream.
+#[derive(Debug, Clone, Serialize)]
+pub struct Registration {
+    /// Address of record (To URI).
+    pub aor: String,
+    /// The phone's own Contact URI.
+    pub phone_contact: String,
+    /// Where the phone's requests came from (its real transport address).
+    pub phone_addr: SocketAddr,
+    /// The Contact the box registered upstream in its place.
+    pub upstream_contact: String,
+    /// `registered`, `challenged`, `pending`, `failed` or `expired`.
+    pub state: String,
+    /// Seconds until the upstream registration expires (0 when not registered).
+    pub expires_in: u64,
+    /// The last failure (status line or timeout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip)]
+    expires_at: Option<Instant>,
+    #[serde(skip)]
+    call_id: String,
+    #[serde(skip)]
+    from_tag: String,
+    #[serde(skip)]
+    cseq: u32,
+    #[serde(skip)]
+    token: String,
+}
+
+struct PendingRegister {
+    server: ServerTx,
+    request: Message,
+    aor: String,
+}
+
+/// The B2BUA.
+pub struct B2bua {
+    settings: Settings,
+    tx: Transactions,
+    regs: HashMap<String, Registration>,
+    by_token: HashMap<String, String>,
+    pending: HashMap<ClientTx, PendingRegister>,
+    /// Our WAN address as the provider sees it (from `received`/`rport`).
+    public: Option<SocketAddr>,
+    keepalive_at: Option<Instant>,
+    out: VecDeque<(Peer, Vec<u8>)>,
+    /// Messages dropped by access control or parsing, for status.
+    pub dropped: u64,
+}
+
+fn random_token(len: usize) -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+/// Headers copied from a phone's REGISTER to the upstream one; everything that names the
+/// phone's transport (Via, Contact, Route, ...) is regenerated instead.
+const REGISTER_COPY: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "expires",
+    "user-agent",
+    "allow",
+    "supported",
+    "require",
+    "proxy-require",
+    "accept",
+    "allow-events",
+];
+
+/// Headers copied from the provider's response back to the phone.
+const RESPONSE_COPY: &[&str] = &[
+    "www-authenticate",
+    "proxy-authenticate",
+    "min-expires",
+    "date",
+    "warning",
+    "retry-after",
+    "supported",
+    "allow",
+    "server",
+];
+
+fn copy_named(from: &Headers, to: &mut Headers, names: &[&str]) {
+    for (name, value) in from.iter() {
+        if names
+            .iter()
+            .any(|n| name.as_print_str().eq_ignore_ascii_case(n))
+        {
+            to.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+impl B2bua {
+    /// A B2BUA with no registrations.
+    pub fn new(settings: Settings) -> B2bua {
+        B2bua {
+            settings,
+            tx: Transactions::new(),
+            regs: HashMap::new(),
+            by_token: HashMap::new(),
+            pending: HashMap::new(),
+            public: None,
+            keepalive_at: None,
+            out: VecDeque::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Replaces the settings (after a reload); registrations are kept.
+    pub fn set_settings(&mut self, settings: Settings) {
+        self.settings = settings;
+    }
+
+    /// The address the box advertises towards the provider.
+    pub fn wan_advertised(&self) -> SocketAddr {
+        self.public.unwrap_or(self.settings.wan)
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<(Peer, Vec<u8>)> {
+        self.out.pop_front()
+    }
+
+    /// When [`B2bua::handle_timeout`] must next run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.tx.poll_timeout(), self.keepalive_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Every registration, sorted by AoR.
+    pub fn registrations(&self, now: Instant) -> Vec<Registration> {
+        let mut v: Vec<Registration> = self
+            .regs
+            .values()
+            .cloned()
+            .map(|mut r| {
+                r.expires_in = r
+                    .expires_at
+                    .map_or(0, |t| t.saturating_duration_since(now).as_secs());
+                if r.state == "registered" && r.expires_in == 0 {
+                    r.state = "expired".into();
+                }
+                r
+            })
+            .collect();
+        v.sort_by(|a, b| a.aor.cmp(&b.aor));
+        v
+    }
+
+    fn upstream_peer(&self) -> Peer {
+        Peer {
+            side: Side::Wan,
+            addr: self.settings.upstream,
+            reliable: false,
+        }
+    }
+
+    /// Runs timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tx.handle_timeout(now);
+        if self.keepalive_at.is_some_and(|t| now >= t) {
+            // One CRLF keepalive stream for all phones holds the router's binding open
+            // (RFC 5626 4.4.1 double CRLF).
+            self.out
+                .push_back((self.upstream_peer(), b"\r\n\r\n".to_vec()));
+            self.keepalive_at = Some(now + self.settings.keepalive);
+        }
+        self.drive(now);
+    }
+
+    /// Feeds a datagram received on `from`.
+    pub fn receive(&mut self, now: Instant, bytes: &[u8], from: Peer) {
+        let allowed = match from.side {
+            Side::Lan => self.settings.voice_net.contains(&from.addr.ip()),
+            Side::Wan => self
+                .settings
+                .provider_nets
+                .iter()
+                .any(|n| n.contains(&from.addr.ip())),
+        };
+        if !allowed {
+            self.dropped += 1;
+            tracing::debug!(from = %from.addr, side = ?from.side, "SIP from an unexpected source dropped");
+            return;
+        }
+        if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
+            if bytes == b"\r\n\r\n" {
+                self.out.push_back((from, b"\r\n".to_vec())); // keepalive pong
+            }
+            return;
+        }
+        match parse(bytes, from.reliable) {
+            Ok((msg, _)) => self.tx.receive(now, msg, from),
+            Err(ParseError::Reject { code, reason }) => {
+                self.dropped += 1;
+                tracing::debug!(from = %from.addr, code, %reason, "malformed request");
+            }
+            Err(e) => {
+                self.dropped += 1;
+                tracing::debug!(from = %from.addr, error = %e, "unparseable SIP dropped");
+            }
+        }
+        self.drive(now);
+    }
+
+    fn drive(&mut self, now: Instant) {
+        while let Some(o) = self.tx.poll_output() {
+            match o {
+                Output::Transmit { to, bytes } => self.out.push_back((to, bytes)),
+                Output::Request { tx, msg, from } => self.on_request(now, tx, msg, from),
+                Output::Response { tx, msg } => self.on_response(now, tx, msg),
+                Output::Timeout { tx } => self.on_timeout(now, tx),
+                Output::Ack { .. } | Output::Stray2xx { .. } => {}
+            }
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, tx: ServerTx, msg: Message, from: Peer) {
+        let method = msg.method().cloned().expect("request");
+        if method == Method::OPTIONS {
+            let mut r = response(&msg, 200, "OK", Some(&random_token(8)));
+            r.headers
+                .insert(Name::ALLOW, "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER");
+            self.tx.respond(now, tx, r);
+            return;
+        }
+        match (from.side, method == Method::REGISTER) {
+            (Side::Lan, true) => self.relay_register(now, tx, msg, from),
+            _ => {
+                let r = response(&msg, 501, "Not Implemented", Some(&random_token(8)));
+                self.tx.respond(now, tx, r);
+            }
+        }
+    }
+
+    fn relay_register(&mut self, now: Instant, tx: ServerTx, msg: Message, from: Peer) {
+        let to = msg
+            .headers
+            .get_raw(&Name::TO)
+            .next()
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let Some(aor) = name_addr::parse(&to).map(|n| n.uri) else {
+            self.tx
+                .respond(now, tx, response(&msg, 400, "Bad To", None));
+            return;
+        };
+        let contact = msg
+            .headers
+            .get_raw(&Name::CONTACT)
+            .next()
+            .map(|v| v.to_string());
+        let phone_contact = contact.as_deref().and_then(name_addr::parse);
+        let wan = self.wan_advertised();
+        let reg = self.regs.entry(aor.clone()).or_insert_with(|| {
+            let token = random_token(12);
+            Registration {
+                aor: aor.clone(),
+                phone_contact: String::new(),
+                phone_addr: from.addr,
+                upstream_contact: String::new(),
+                state: "pending".into(),
+                expires_in: 0,
+                last_error: None,
+                expires_at: None,
+                call_id: format!("{}@voxgate", random_token(20)),
+                from_tag: random_token(10),
+                cseq: 0,
+                token,
+            }
+        });
+        self.by_token.insert(reg.token.clone(), aor.clone());
+        reg.phone_addr = from.addr;
+        if let Some(c) = &phone_contact {
+            reg.phone_contact = c.uri.clone();
+        }
+        reg.cseq += 1;
+        let upstream_contact = format!("sip:{}@{}", reg.token, wan);
+
+        let mut h = Headers::new();
+        h.insert(
+            Name::VIA,
+            format!("SIP/2.0/UDP {wan};branch=z9hG4bK{};rport", random_token(16)),
+        );
+        let mf = msg
+            .headers
+            .get_raw(&Name::MAX_FORWARDS)
+            .next()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(70);
+        if mf == 0 {
+            self.tx
+                .respond(now, tx, response(&msg, 483, "Too Many Hops", None));
+            return;
+        }
+        h.insert(Name::MAX_FORWARDS, (mf - 1).to_string());
+        h.insert(Name::FROM, format!("<{aor}>;tag={}", reg.from_tag));
+        h.insert(Name::TO, to.clone());
+        h.insert(Name::CALL_ID, reg.call_id.clone());
+        h.insert(Name::CSEQ, format!("{} REGISTER", reg.cseq));
+        match &phone_contact {
+            // Contact: * (remove all) passes as is; otherwise our own contact, keeping the
+            // phone's requested expiry.
+            None if contact.as_deref().map(str::trim) == Some("*") => h.insert(Name::CONTACT, "*"),
+            Some(c) => {
+                let mut v = format!("<{upstream_contact}>");
+                if let Some(e) = c.param("expires") {
+                    v += &format!(";expires={e}");
+                }
+                h.insert(Name::CONTACT, v);
+            }
+            None => {}
+        }
+        copy_named(&msg.headers, &mut h, REGISTER_COPY);
+        reg.upstream_contact = upstream_contact;
+        let line = msg.line.clone();
+        let upstream = Message {
+            line,
+            headers: h,
+            body: Bytes::new(),
+        };
+        let ctx = self.tx.request(now, upstream, self.upstream_peer());
+        self.pending.insert(
+            ctx,
+            PendingRegister {
+                server: tx,
+                request: msg,
+                aor,
+            },
+        );
+        if self.keepalive_at.is_none() {
+            self.keepalive_at = Some(now + self.settings.keepalive);
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, tx: ClientTx, msg: Message) {
+        let code = msg.code().unwrap_or(500);
+        if code < 200 {
+            return;
+        }
+        let Some(p) = self.pending.remove(&tx) else {
+            return;
+        };
+        self.learn_public_address(&msg);
+        let to_tag = msg
+            .headers
+            .get_raw(&Name::TO)
+            .next()
+            .and_then(|v| name_addr::parse(v))
+            .and_then(|n| n.tag().map(str::to_string))
+            .unwrap_or_else(|| random_token(8));
+        let reason = match &msg.line {
+            MessageLine::Response(StatusLine {
+                reason: Some(r), ..
+            }) => r.to_string(),
+            _ => String::new(),
+        };
+        let mut r = response(&p.request, code, &reason, Some(&to_tag));
+        copy_named(&msg.headers, &mut r.headers, RESPONSE_COPY);
+        let reg = self.regs.get_mut(&p.aor);
+        if let Some(reg) = reg {
+            if (200..300).contains(&code) {
+                // Our contact's granted expiry becomes the phone's.
+                let granted = msg
+                    .headers
+                    .get_raw(&Name::CONTACT)
+                    .filter_map(|v| name_addr::parse(v))
+                    .find(|c| c.uri.contains(&reg.token))
+                    .and_then(|c| c.param("expires").and_then(|e| e.parse::<u64>().ok()))
+                    .or_else(|| {
+                        msg.headers
+                            .get_raw(&Name::EXPIRES)
+                            .next()
+                            .and_then(|e| e.trim().parse().ok())
+                    });
+                match granted {
+                    Some(secs) if secs > 0 && !reg.phone_contact.is_empty() => {
+                        r.headers.insert(
+                            Name::CONTACT,
+                            format!("<{}>;expires={secs}", reg.phone_contact),
+                        );
+                        reg.state = "registered".into();
+                        reg.expires_at = Some(now + Duration::from_secs(secs));
+                        reg.last_error = None;
+                    }
+                    _ => {
+                        // Unregistered (expires=0 or Contact: *), or a query.
+                        reg.state = "unregistered".into();
+                        reg.expires_at = None;
+                    }
+                }
+                tracing::info!(aor = %reg.aor, state = %reg.state, phone = %reg.phone_addr, "registration relayed");
+            } else if code == 401 || code == 407 {
+                reg.state = "challenged".into();
+            } else {
+                reg.state = "failed".into();
+                reg.last_error = Some(format!("{code} {reason}"));
+                tracing::warn!(aor = %reg.aor, code, %reason, "registration refused upstream");
+            }
+        }
+        self.tx.respond(now, p.server, r);
+    }
+
+    fn on_timeout(&mut self, now: Instant, tx: ClientTx) {
+        let Some(p) = self.pending.remove(&tx) else {
+            return;
+        };
+        if let Some(reg) = self.regs.get_mut(&p.aor) {
+            reg.state = "failed".into();
+            reg.last_error = Some(format!("no answer from {}", self.settings.upstream));
+        }
+        tracing::warn!(aor = %p.aor, upstream = %self.settings.upstream, "registration timed out upstream");
+        let r = response(&p.request, 408, "Request Timeout", Some(&random_token(8)));
+        self.tx.respond(now, p.server, r);
+    }
+
+    /// `received`/`rport` in our top Via tell how the provider sees us through the NAT.
+    fn learn_public_address(&mut self, msg: &Message) {
+        let Some(via) = msg.top_via() else { return };
+        let ip = via
+            .params
+            .get_val("received")
+            .and_then(|r| r.parse::<IpAddr>().ok());
+        let port = via
+            .params
+            .get_val("rport")
+            .and_then(|r| r.parse::<u16>().ok());
+        if let (Some(ip), Some(port)) = (ip, port) {
+            let public = SocketAddr::new(ip, port);
+            if self.public != Some(public) {
+                tracing::info!(%public, "public SIP address learned from the provider");
+                self.public = Some(public);
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The `sip` service: a thin tokio shell around [`crate::b2bua::B2bua`]: two UDP sockets (voice
+//! LAN and WAN), the clock, and reloads.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, Context as _};
+use config::model::WanMode;
+use config::Loaded;
+use ipnet::IpNet;
+use supervisor::{Context, Service, ServiceFuture};
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+use crate::b2bua::{B2bua, Registration, Settings};
+use crate::transaction::{Peer, Side};
+
+/// Shared view of the B2BUA for operator commands.
+#[derive(Clone, Default)]
+pub struct SipHandle(Arc<Mutex<Option<B2bua>>>);
+
+impl SipHandle {
+    /// Every relayed registration.
+    pub fn registrations(&self) -> Vec<Registration> {
+        let now = Instant::now().into_std();
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|b| b.registrations(now))
+            .unwrap_or_default()
+    }
+}
+
+/// The service.
+pub struct SipService(pub SipHandle);
+
+fn udp_socket(addr: SocketAddr, device: Option<&str>) -> anyhow::Result<UdpSocket> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+    s.set_reuse_address(true)?;
+    if let Some(dev) = device {
+        s.bind_device(Some(dev.as_bytes()))
+            .with_context(|| format!("binding to interface {dev}"))?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())
+        .with_context(|| format!("binding SIP to {addr}"))?;
+    // DSCP CS3 on signalling (the firewall marks it too; this covers a box without it).
+    let _ = s.set_tos_v4(0x60);
+    Ok(UdpSocket::from_std(s.into())?)
+}
+
+async fn settings(l: &Loaded) -> anyhow::Result<(Settings, Option<String>)> {
+    let c = &l.config;
+    let port = c.sip.lan_port.0;
+    let lan = SocketAddr::new(IpAddr::V4(c.interfaces.lan.address.addr()), port);
+    let server = c
+        .provider
+        .overrides
+        .sip_server
+        .clone()
+        .or_else(|| l.profile.sip.server.clone())
+        .ok_or_else(|| anyhow!("no SIP server: set provider.overrides.sip_server"))?;
+    let sport = c
+        .provider
+        .overrides
+        .sip_port
+        .unwrap_or(l.profile.sip.port)
+        .0;
+    let upstream = tokio::net::lookup_host((server.as_str(), sport))
+        .await
+        .with_context(|| format!("resolving the SIP server {server}"))?
+        .find(|a| a.is_ipv4())
+        .ok_or_else(|| anyhow!("the SIP server {server} has no IPv4 address"))?;
+    let (wan, device) = match (c.interfaces.wan.mode, c.interfaces.wan.address) {
+        (WanMode::Static, Some(a)) => (SocketAddr::new(IpAddr::V4(a.addr()), port), None),
+        _ => {
+            // The WAN address comes from DHCP: ask the kernel which source address reaches
+            // the provider, and bind to the WAN device itself.
+            let probe = std::net::UdpSocket::bind("0.0.0.0:0")?;
+            probe.connect(upstream)?;
+            let ip = probe.local_addr()?.ip();
+            (
+                SocketAddr::new(ip, port),
+                Some(c.interfaces.wan.device.clone()),
+            )
+        }
+    };
+    let provider_nets: Vec<IpNet> = l
+        .profile
+        .networks
+        .iter()
+        .map(|n| n.cidr.0)
+        .chain(c.provider.overrides.extra_networks.iter().map(|n| n.0))
+        .collect();
+    Ok((
+        Settings {
+            lan,
+            wan,
+            upstream,
+            voice_net: c.interfaces.lan.address.network().into(),
+            provider_nets,
+            keepalive: c.sip.keepalive_interval.0,
+        },
+        device,
+    ))
+}
+
+impl Service<Loaded> for SipService {
+    fn name(&self) -> &'static str {
+        "sip"
+    }
+
+    fn enabled(&self, l: &Loaded) -> bool {
+        l.config.sip.enabled
+    }
+
+    fn run(&self, mut ctx: Context<Loaded>) -> ServiceFuture {
+        let handle = self.0.clone();
+        Box::pin(async move {
+            let loaded = ctx.config.borrow_and_update().clone();
+            let (s, wan_device) = settings(&loaded).await?;
+            let lan_sock = udp_socket(s.lan, Some(&loaded.config.interfaces.lan.voice_device()))?;
+            let wan_bind = match wan_device {
+                Some(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), s.wan.port()),
+                None => s.wan,
+            };
+            let wan_sock = udp_socket(wan_bind, wan_device.as_deref())?;
+            tracing::info!(lan = %s.lan, wan = %s.wan, upstream = %s.upstream, "SIP listening");
+            *handle.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(B2bua::new(s));
+            let mut lan_buf = vec![0u8; 65536];
+            let mut wan_buf = vec![0u8; 65536];
+            loop {
+                // Send what the core produced, then wait for a datagram, a timer or a stop.
+                let wake = {
+                    let mut guard = handle.0.lock().unwrap_or_else(|e| e.into_inner());
+                    let b = guard.as_mut().expect("set above");
+                    while let Some((peer, bytes)) = b.poll_transmit() {
+                        let sock = if peer.side == Side::Lan {
+                            &lan_sock
+                        } else {
+                            &wan_sock
+                        };
+                        if let Err(e) = sock.try_send_to(&bytes, peer.addr) {
+                            tracing::warn!(to = %peer.addr, error = %e, "SIP send failed");
+                        }
+                    }
+                    b.poll_timeout()
+                };
+                let sleep = async {
+                    match wake {
+                        Some(t) => tokio::time::sleep_until(Instant::from_std(t)).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let event = tokio::select! {
+                    _ = ctx.stop.cancelled() => return Ok(()),
+                    r = lan_sock.recv_from(&mut lan_buf) => Some((Side::Lan, r)),
+                    r = wan_sock.recv_from(&mut wan_buf) => Some((Side::Wan, r)),
+                    _ = sleep => None,
+                    changed = ctx.config.changed() => {
+                        if changed.is_ok() {
+                            let l = ctx.config.borrow_and_update().clone();
+                            match settings(&l).await {
+                                Ok((new, _)) => {
+                                    if let Some(b) = handle.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                                        b.set_settings(new);
+                                    }
+                                }
+                                Err(e) => tracing::error!(error = %format!("{e:#}"), "SIP settings not updated"),
+                            }
+                        }
+                        continue;
+                    }
+                };
+                let now = Instant::now().into_std();
+                let mut guard = handle.0.lock().unwrap_or_else(|e| e.into_inner());
+                let b = guard.as_mut().expect("set above");
+                match event {
+                    None => b.handle_timeout(now),
+                    Some((side, Ok((n, from)))) => {
+                        let buf = if side == Side::Lan {
+                            &lan_buf
+                        } else {
+                            &wan_buf
+                        };
+                        b.receive(
+                            now,
+                            &buf[..n],
+                            Peer {
+                                side,
+                                addr: from,
+                                reliable: false,
+                            },
+                        );
+                    }
+                    Some((side, Err(e))) => {
+                        // ICMP errors surface as receive errors on Linux: not fatal.
+                        tracing::debug!(?side, error = %e, "SIP receive error");
+                    }
+                }
+            }
+        })
+    }
+}

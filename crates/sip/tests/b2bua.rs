@@ -1,0 +1,231 @@
+//! The registration relay on a fake clock: what goes upstream, what comes back to the phone,
+//! access control, the public address learned from the provider, timeouts and keepalives.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sip::b2bua::{B2bua, Settings};
+use sip::transaction::{Peer, Side};
+
+fn settings() -> Settings {
+    Settings {
+        lan: "10.100.0.1:5060".parse().unwrap(),
+        wan: "10.200.0.2:5060".parse().unwrap(),
+        upstream: "198.51.100.10:5060".parse().unwrap(),
+        voice_net: "10.100.0.0/24".parse().unwrap(),
+        provider_nets: vec!["198.51.100.0/24".parse().unwrap()],
+        keepalive: Duration::from_secs(20),
+    }
+}
+
+fn phone() -> Peer {
+    Peer {
+        side: Side::Lan,
+        addr: "10.100.0.50:5070".parse().unwrap(),
+        reliable: false,
+    }
+}
+
+fn provider() -> Peer {
+    Peer {
+        side: Side::Wan,
+        addr: "198.51.100.10:5060".parse().unwrap(),
+        reliable: false,
+    }
+}
+
+fn register(branch: &str, cseq: u32, auth: &str) -> Vec<u8> {
+    format!(
+        "REGISTER sip:198.51.100.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.100.0.50:5070;branch={branch};rport\r\nFrom: <sip:1001@198.51.100.10>;tag=p1\r\nTo: <sip:1001@198.51.100.10>\r\nCall-ID: phone-call-id@10.100.0.50\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:1001@10.100.0.50:5070>;expires=300\r\nX-Secret-Lan: 10.100.0.50\r\n{auth}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+fn sent(b: &mut B2bua) -> Vec<(Peer, String)> {
+    std::iter::from_fn(|| b.poll_transmit())
+        .map(|(p, m)| (p, String::from_utf8(m).unwrap()))
+        .collect()
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+    msg.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
+        .unwrap_or_else(|| panic!("no {name} in\n{msg}"))
+}
+
+/// The provider's answer to `req` with a status line and extra header lines.
+fn answer(req: &str, status: &str, extra: &str) -> Vec<u8> {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for name in ["Via", "From", "Call-ID", "CSeq"] {
+        out += &format!("{name}: {}\r\n", header(req, name));
+    }
+    out += &format!(
+        "To: {};tag=prov\r\n{extra}Content-Length: 0\r\n\r\n",
+        header(req, "To")
+    );
+    out.into_bytes()
+}
+
+#[test]
+fn register_is_reoriginated_and_challenges_pass_through() {
+    let t0 = Instant::now();
+    let mut b = B2bua::new(settings());
+    b.receive(t0, &register("z9hG4bKp1", 1, ""), phone());
+    let out = sent(&mut b);
+    assert_eq!(out.len(), 1);
+    let (to, up) = &out[0];
+    assert_eq!(*to, provider());
+    assert!(
+        up.starts_with("REGISTER sip:198.51.100.10 SIP/2.0"),
+        "the Request-URI the digest covers is kept"
+    );
+    assert!(
+        !up.contains("10.100.0."),
+        "no voice-LAN address upstream:\n{up}"
+    );
+    assert_ne!(header(up, "Call-ID"), "phone-call-id@10.100.0.50");
+    assert!(header(up, "Via").starts_with("SIP/2.0/UDP 10.200.0.2:5060;branch=z9hG4bK"));
+    assert!(header(up, "Contact").contains("@10.200.0.2:5060>;expires=300"));
+    assert_eq!(header(up, "Max-Forwards"), "69");
+
+    // 401 with its challenge goes back to the phone's own transaction.
+    b.receive(
+        t0,
+        &answer(
+            up,
+            "401 Unauthorized",
+            "WWW-Authenticate: Digest realm=\"r\", nonce=\"n\"\r\n",
+        ),
+        provider(),
+    );
+    let out = sent(&mut b);
+    let (to, down) = &out[0];
+    assert_eq!(*to, phone());
+    assert!(down.starts_with("SIP/2.0 401 Unauthorized"));
+    assert_eq!(header(down, "Call-ID"), "phone-call-id@10.100.0.50");
+    assert_eq!(
+        header(down, "WWW-Authenticate"),
+        "Digest realm=\"r\", nonce=\"n\""
+    );
+
+    // Credentials go up untouched, on the same upstream Call-ID with a higher CSeq.
+    let auth = "Authorization: Digest username=\"1001\", realm=\"r\", nonce=\"n\", uri=\"sip:198.51.100.10\", response=\"abc\"\r\n";
+    b.receive(
+        t0 + Duration::from_millis(50),
+        &register("z9hG4bKp2", 2, auth),
+        phone(),
+    );
+    let up2 = sent(&mut b).remove(0).1;
+    assert_eq!(header(&up2, "Call-ID"), header(up, "Call-ID"));
+    assert_eq!(header(&up2, "CSeq"), "2 REGISTER");
+    assert_eq!(header(&up2, "Authorization"), "Digest username=\"1001\", realm=\"r\", nonce=\"n\", uri=\"sip:198.51.100.10\", response=\"abc\"");
+
+    // 200: the phone gets its own contact back with the granted expiry; the Via tells the box
+    // its public address, used from now on.
+    let contact = header(&up2, "Contact")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut ok = String::from_utf8(answer(
+        &up2,
+        "200 OK",
+        &format!("Contact: {contact};expires=120\r\n"),
+    ))
+    .unwrap();
+    ok = ok.replacen(";rport", ";rport=40123;received=203.0.113.2", 1);
+    b.receive(t0 + Duration::from_millis(60), ok.as_bytes(), provider());
+    let down = sent(&mut b).remove(0).1;
+    assert!(down.starts_with("SIP/2.0 200 OK"));
+    assert_eq!(
+        header(&down, "Contact"),
+        "<sip:1001@10.100.0.50:5070>;expires=120"
+    );
+    let regs = b.registrations(t0 + Duration::from_secs(20));
+    assert_eq!(regs.len(), 1);
+    assert_eq!(
+        (regs[0].state.as_str(), regs[0].expires_in),
+        ("registered", 100)
+    );
+    assert_eq!(
+        b.wan_advertised(),
+        "203.0.113.2:40123".parse::<SocketAddr>().unwrap()
+    );
+    b.receive(
+        t0 + Duration::from_secs(60),
+        &register("z9hG4bKp3", 3, auth),
+        phone(),
+    );
+    let up3 = sent(&mut b).remove(0).1;
+    assert!(
+        header(&up3, "Contact").contains("@203.0.113.2:40123>"),
+        "{up3}"
+    );
+}
+
+#[test]
+fn strangers_are_ignored_and_silence_upstream_is_a_408() {
+    let t0 = Instant::now();
+    let mut b = B2bua::new(settings());
+    let stranger = Peer {
+        side: Side::Lan,
+        addr: "192.0.2.66:5060".parse().unwrap(),
+        reliable: false,
+    };
+    b.receive(t0, &register("z9hG4bKs", 1, ""), stranger);
+    let wan_stranger = Peer {
+        side: Side::Wan,
+        addr: "203.0.113.99:5060".parse().unwrap(),
+        reliable: false,
+    };
+    b.receive(t0, &register("z9hG4bKs2", 1, ""), wan_stranger);
+    assert!(sent(&mut b).is_empty());
+    assert_eq!(b.dropped, 2);
+
+    b.receive(t0, &register("z9hG4bKp1", 1, ""), phone());
+    sent(&mut b);
+    // Nothing comes back: retransmissions, keepalives, then 408 to the phone after 32 s.
+    let mut now = t0;
+    let mut keepalives = 0;
+    let mut timeout = None;
+    while let Some(at) = b.poll_timeout() {
+        if at > t0 + Duration::from_secs(40) {
+            break;
+        }
+        now = at;
+        b.handle_timeout(now);
+        for (p, m) in sent(&mut b) {
+            if m == "\r\n\r\n" {
+                keepalives += 1;
+            } else if p == phone() {
+                timeout = Some((now - t0, m));
+            }
+        }
+    }
+    let (at, msg) = timeout.expect("a response to the phone");
+    assert!(msg.starts_with("SIP/2.0 408"), "{msg}");
+    assert!(at >= Duration::from_secs(32) && at < Duration::from_secs(33));
+    assert_eq!(
+        keepalives, 2,
+        "CRLF keepalives every 20 s towards the provider"
+    );
+    assert_eq!(b.registrations(now)[0].state, "failed");
+}
+
+#[test]
+fn options_is_answered_locally_and_other_methods_refused_cleanly() {
+    let t0 = Instant::now();
+    let mut b = B2bua::new(settings());
+    let opt = b"OPTIONS sip:10.200.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.10;branch=z9hG4bKo\r\nFrom: <sip:p@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: o1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    b.receive(t0, opt, provider());
+    let out = sent(&mut b);
+    assert!(
+        out[0].1.starts_with("SIP/2.0 200 OK") && out[0].1.contains("Allow: "),
+        "{}",
+        out[0].1
+    );
+    let sub = String::from_utf8_lossy(opt).replace("OPTIONS", "SUBSCRIBE");
+    b.receive(t0, sub.as_bytes(), phone());
+    let out = sent(&mut b);
+    assert!(out[0].1.starts_with("SIP/2.0 501"), "{}", out[0].1);
+}
