@@ -174,27 +174,220 @@ pub struct ProviderOverrides {
     pub sip_port: Option<Port>,
 }
 
-/// An inclusive range of IPv4 addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// An inclusive range of IPv4 addresses to lease from, with options for the phones in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddressRange {
     /// First address handed out.
     pub start: Ipv4Addr,
     /// Last address handed out (inclusive).
     pub end: Ipv4Addr,
+    /// Options for clients leasing from this pool, over `dhcp.options`.
+    #[serde(default, skip_serializing_if = "DhcpOptions::is_empty")]
+    pub options: DhcpOptions,
 }
 
-/// A fixed address for one phone.
+/// A fixed address for one phone, known by its MAC address or its client identifier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reservation {
     /// The phone's MAC address.
-    pub mac: MacAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    /// The client identifier (option 61) the phone sends, as hex, e.g. "01:00:04:f2:12:34:56";
+    /// takes precedence over `mac`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<HexBytes>,
     /// The address it always gets.
     pub address: Ipv4Addr,
     /// Optional host name handed out with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+}
+
+/// Bytes written as hex pairs, optionally separated by `:`, `-` or spaces, e.g. "0a640001".
+/// Kept as written (and checked in validation) so a typo is reported with its position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HexBytes(pub String);
+
+/// An inline string schema, so that `Option<T>` stays `type: [string, null]` (no `anyOf`,
+/// whose validation messages are poor).
+macro_rules! inline_string_schema {
+    ($ty:ty, $desc:literal) => {
+        impl JsonSchema for $ty {
+            fn inline_schema() -> bool {
+                true
+            }
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($ty).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({"type": "string", "description": $desc})
+            }
+        }
+    };
+}
+inline_string_schema!(
+    HexBytes,
+    "Bytes in hex, e.g. \"0a640001\" or \"01:00:04:f2:12:34:56\"."
+);
+
+impl HexBytes {
+    /// The bytes, or why the text is not hex.
+    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+        let digits: Vec<char> = self
+            .0
+            .chars()
+            .filter(|c| !matches!(c, ':' | '-' | ' '))
+            .collect();
+        if !digits.len().is_multiple_of(2) {
+            return Err("odd number of hex digits".into());
+        }
+        digits
+            .chunks(2)
+            .map(|p| {
+                let pair: String = p.iter().collect();
+                u8::from_str_radix(&pair, 16).map_err(|_| format!("{pair:?} is not a hex pair"))
+            })
+            .collect()
+    }
+}
+
+/// The start of a MAC address, one to six hex pairs, e.g. "80:5e:c0" (an OUI).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MacPrefix(pub String);
+inline_string_schema!(MacPrefix, "One to six hex pairs, e.g. \"80:5e:c0\".");
+
+impl MacPrefix {
+    /// The prefix's bytes, or why it is malformed.
+    pub fn octets(&self) -> Result<Vec<u8>, String> {
+        let parts: Vec<&str> = self.0.split([':', '-']).collect();
+        if parts.len() > 6 {
+            return Err("a MAC address has only six bytes".into());
+        }
+        parts
+            .iter()
+            .map(|p| match u8::from_str_radix(p, 16) {
+                Ok(b) if p.len() == 2 => Ok(b),
+                _ => Err(format!("{p:?} is not a hex pair")),
+            })
+            .collect()
+    }
+}
+
+/// The value of a DHCP option (or of a sub-option of option 43): exactly one of `text`,
+/// `hex` or `addresses`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptionValue {
+    /// Option code, 1-254.
+    #[schemars(range(min = 1, max = 254))]
+    pub code: u8,
+    /// The value as text, sent as is (no terminating NUL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The value as raw bytes in hex, e.g. "0a640001".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hex: Option<HexBytes>,
+    /// The value as a list of IPv4 addresses, four bytes each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<Vec<Ipv4Addr>>,
+}
+
+impl OptionValue {
+    /// The encoded value, or why it cannot be encoded.
+    pub fn payload(&self) -> Result<Vec<u8>, String> {
+        match (&self.text, &self.hex, &self.addresses) {
+            (Some(t), None, None) => Ok(t.as_bytes().to_vec()),
+            (None, Some(h), None) => h.bytes(),
+            (None, None, Some(a)) => Ok(a.iter().flat_map(|a| a.octets()).collect()),
+            _ => Err("exactly one of `text`, `hex` or `addresses` must be given".into()),
+        }
+    }
+}
+
+/// Options handed to phones. Unset fields inherit: `dhcp.options` from the built-in defaults,
+/// a pool's from `dhcp.options`, a vendor class's from the pool's. An empty list sends nothing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct DhcpOptions {
+    /// Option 3, default gateways. Default: the box's voice address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routers: Option<Vec<Ipv4Addr>>,
+    /// Option 6, DNS servers. Default: the box's voice address while `dns` is enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_servers: Option<Vec<Ipv4Addr>>,
+    /// Option 15, the DNS domain of the voice network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain_name: Option<String>,
+    /// Option 42, NTP servers. Default: the box's voice address while `ntp` is enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ntp_servers: Option<Vec<Ipv4Addr>>,
+    /// Option 120 (RFC 3361), SIP servers: IPv4 addresses or host names, not mixed. Default: the
+    /// box's voice address while `sip` is enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sip_servers: Option<Vec<String>>,
+    /// Option 66, the provisioning (TFTP) server: a host name, an address, or a URL such as
+    /// `https://prov.example.com/yealink` (sent exactly as written).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tftp_server: Option<String>,
+    /// Option 67, the boot or configuration file name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_file: Option<String>,
+    /// Option 150, TFTP server addresses (Cisco phones).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cisco_tftp_servers: Option<Vec<Ipv4Addr>>,
+    /// Option 160, the provisioning URL (Poly/Polycom phones), sent exactly as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provisioning_url: Option<String>,
+    /// Option 43, vendor-specific information as sub-options, e.g. a STUN server. (For a raw
+    /// value, use `extra` with code 43.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor_specific: Option<Vec<OptionValue>>,
+    /// Hand out the site's time zone (`site.timezone`): options 100 (POSIX TZ string) and 101
+    /// (tz database name), and option 2 (the current UTC offset) to phones that ask. Default:
+    /// true.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<bool>,
+    /// Any other option by code; also overrides a field above with the same code.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<OptionValue>,
+}
+
+impl DhcpOptions {
+    /// Whether nothing is set (everything inherits).
+    pub fn is_empty(&self) -> bool {
+        *self == DhcpOptions::default()
+    }
+}
+
+/// Which phones a vendor class applies to: every criterion given must match.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct VendorMatch {
+    /// Part of the vendor class identifier (option 60) the phone sends, compared without
+    /// regard to case, e.g. `yealink`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor_class: Option<String>,
+    /// The start of the phone's MAC address, e.g. "80:5e:c0" (an OUI of the vendor).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_prefix: Option<MacPrefix>,
+}
+
+/// Options for one make of phone; the first class that matches a phone applies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VendorClass {
+    /// A short name, shown in logs and `voxgate leases`.
+    pub name: String,
+    /// Which phones belong to the class.
+    #[serde(rename = "match")]
+    pub matches: VendorMatch,
+    /// Their options, over the pool's and `dhcp.options`.
+    #[serde(default, skip_serializing_if = "DhcpOptions::is_empty")]
+    pub options: DhcpOptions,
 }
 
 /// DHCPv4 server.
@@ -209,11 +402,20 @@ pub struct Dhcp {
     /// Addresses (or networks) inside the pools never to lease.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<Ipv4Cidr>,
-    /// Fixed addresses by MAC.
+    /// Fixed addresses by MAC or client identifier.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reservations: Vec<Reservation>,
     /// Lease duration.
     pub lease_time: Duration,
+    /// How long an address a phone declined (another device answers ARP on it) is not
+    /// offered again.
+    pub decline_quarantine: Duration,
+    /// Options for every phone.
+    #[serde(skip_serializing_if = "DhcpOptions::is_empty")]
+    pub options: DhcpOptions,
+    /// Options per make of phone, by vendor class identifier and/or MAC prefix.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vendor_classes: Vec<VendorClass>,
 }
 
 impl Default for Dhcp {
@@ -224,6 +426,9 @@ impl Default for Dhcp {
             exclude: Vec::new(),
             reservations: Vec::new(),
             lease_time: Duration::secs(12 * 3600),
+            decline_quarantine: Duration::secs(3600),
+            options: DhcpOptions::default(),
+            vendor_classes: Vec::new(),
         }
     }
 }

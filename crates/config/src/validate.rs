@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::diag::Diagnostic;
 use crate::locate::{Locations, Path, Pos};
-use crate::model::{Config, WanMode};
+use crate::model::{Config, DhcpOptions, WanMode};
 use crate::profile::Profile;
 use crate::types::{format_hint, PortRange, FORMATS};
 
@@ -460,6 +460,7 @@ fn check_dhcp(cfg: &Config, out: &mut Vec<Issue>) {
     let mut ranges: Vec<(usize, u32, u32)> = Vec::new();
     for (n, pool) in d.pools.iter().enumerate() {
         let p = Path::of(&["dhcp", "pools"]).index(n);
+        check_dhcp_options(&pool.options, &p.key("options"), out);
         let (s, e) = (u32::from(pool.start), u32::from(pool.end));
         let mut ok = true;
         for (k, a) in [("start", pool.start), ("end", pool.end)] {
@@ -504,8 +505,52 @@ fn check_dhcp(cfg: &Config, out: &mut Vec<Issue>) {
         }
         ranges.push((n, s, e));
     }
+    let mut client_ids: Vec<(usize, Vec<u8>)> = Vec::new();
     for (n, r) in d.reservations.iter().enumerate() {
         let p = Path::of(&["dhcp", "reservations"]).index(n);
+        if r.mac.is_none() && r.client_id.is_none() {
+            out.push(issue(
+                p.clone(),
+                "the reservation names no phone".into(),
+                "add mac: \"00:04:f2:12:34:56\" (or client_id: the phone's option 61 in hex)",
+            ));
+        }
+        if let Some(id) = &r.client_id {
+            match id.bytes() {
+                Err(e) => out.push(issue(
+                    p.key("client_id"),
+                    format!("invalid client identifier {:?}: {e}", id.0),
+                    "write the bytes of option 61 in hex, e.g. \"01:00:04:f2:12:34:56\"",
+                )),
+                Ok(b) if b.len() < 2 => out.push(issue(
+                    p.key("client_id"),
+                    format!("client identifier {:?} is shorter than 2 bytes", id.0),
+                    "RFC 2132 client identifiers are a type byte and at least one more byte",
+                )),
+                Ok(b) => {
+                    if let Some((m, _)) = client_ids.iter().find(|(_, o)| *o == b) {
+                        out.push(issue(
+                            p.key("client_id"),
+                            format!(
+                                "client identifier {:?} is reserved twice (also in reservations[{m}])",
+                                id.0
+                            ),
+                            "one reservation per phone",
+                        ));
+                    }
+                    client_ids.push((n, b));
+                }
+            }
+        }
+        if let Some(h) = &r.hostname {
+            if !is_host_label(h) {
+                out.push(issue(
+                    p.key("hostname"),
+                    format!("{h:?} is not a valid host name"),
+                    "use letters, digits and '-', at most 63 characters, e.g. reception-1",
+                ));
+            }
+        }
         if !in_subnet(r.address) {
             out.push(issue(
                 p.key("address"),
@@ -520,12 +565,12 @@ fn check_dhcp(cfg: &Config, out: &mut Vec<Issue>) {
             ));
         }
         for (m, o) in d.reservations[..n].iter().enumerate() {
-            if o.mac == r.mac {
+            if r.mac.is_some() && o.mac == r.mac {
                 out.push(issue(
                     p.key("mac"),
                     format!(
                         "MAC {} is reserved twice (also in reservations[{m}])",
-                        r.mac
+                        r.mac.map(|m| m.to_string()).unwrap_or_default()
                     ),
                     "one reservation per phone",
                 ));
@@ -548,7 +593,238 @@ fn check_dhcp(cfg: &Config, out: &mut Vec<Issue>) {
             format!("lease time {} is shorter than a minute", d.lease_time),
             "phones renew at half the lease time; use at least 10m (default 12h)",
         ));
+    } else if d.lease_time.as_secs() > 365 * 86400 {
+        out.push(issue(
+            Path::of(&["dhcp", "lease_time"]),
+            format!("lease time {} is longer than a year", d.lease_time),
+            "addresses of phones that left stay taken for the whole lease; 12h is the default",
+        ));
     }
+    if d.decline_quarantine.as_secs() > 7 * 86400 {
+        out.push(issue(
+            Path::of(&["dhcp", "decline_quarantine"]),
+            format!("quarantine {} is longer than a week", d.decline_quarantine),
+            "a declined address is out of use this long; 1h is the default",
+        ));
+    }
+    check_dhcp_options(&d.options, &Path::of(&["dhcp", "options"]), out);
+    for (n, c) in d.vendor_classes.iter().enumerate() {
+        let p = Path::of(&["dhcp", "vendor_classes"]).index(n);
+        check_dhcp_options(&c.options, &p.key("options"), out);
+        if c.name.trim().is_empty() {
+            out.push(issue(
+                p.key("name"),
+                "the vendor class has an empty name".into(),
+                "name it after the make of phone, e.g. yealink",
+            ));
+        } else if let Some(m) = d.vendor_classes[..n].iter().position(|o| o.name == c.name) {
+            out.push(issue(
+                p.key("name"),
+                format!(
+                    "vendor class name {} is used twice (also vendor_classes[{m}])",
+                    c.name
+                ),
+                "give every class its own name",
+            ));
+        }
+        let mp = p.key("match");
+        match (&c.matches.vendor_class, &c.matches.mac_prefix) {
+            (None, None) => out.push(issue(
+                mp.clone(),
+                "the vendor class matches no phone".into(),
+                "add vendor_class: (part of option 60, e.g. yealink) and/or mac_prefix: (e.g. \"80:5e:c0\")",
+            )),
+            (Some(v), _) if v.trim().is_empty() => out.push(issue(
+                mp.key("vendor_class"),
+                "an empty vendor_class matches every phone".into(),
+                "write part of the vendor class identifier the phones send, e.g. yealink",
+            )),
+            _ => {}
+        }
+        if let Some(prefix) = &c.matches.mac_prefix {
+            if let Err(e) = prefix.octets() {
+                out.push(issue(
+                    mp.key("mac_prefix"),
+                    format!("invalid MAC prefix {:?}: {e}", prefix.0),
+                    "write one to six hex pairs, e.g. \"80:5e:c0\"",
+                ));
+            }
+        }
+    }
+}
+
+/// Options the server sets itself (or that only clients send), which `extra` must not name.
+const DHCP_SERVER_OPTIONS: &[(u8, &str)] = &[
+    (1, "the subnet mask comes from interfaces.lan.address"),
+    (12, "host names come from dhcp.reservations"),
+    (50, "requested address: sent by clients"),
+    (51, "lease time: set dhcp.lease_time"),
+    (
+        52,
+        "option overload is used by the server when options do not fit",
+    ),
+    (53, "message type: set by the server"),
+    (54, "server identifier: the box's voice address"),
+    (55, "parameter request list: sent by clients"),
+    (57, "maximum message size: sent by clients"),
+    (58, "renewal time: half of dhcp.lease_time"),
+    (59, "rebinding time: seven eighths of dhcp.lease_time"),
+    (
+        60,
+        "vendor class: sent by clients; match it in dhcp.vendor_classes",
+    ),
+    (61, "client identifier: sent by clients"),
+    (82, "relay agent information: added by relays"),
+];
+
+/// Codes of the named fields of [`DhcpOptions`], for clashes with `extra`.
+fn named_option_codes(o: &DhcpOptions) -> Vec<(u8, &'static str)> {
+    [
+        (3, "routers", o.routers.is_some()),
+        (6, "dns_servers", o.dns_servers.is_some()),
+        (15, "domain_name", o.domain_name.is_some()),
+        (42, "ntp_servers", o.ntp_servers.is_some()),
+        (120, "sip_servers", o.sip_servers.is_some()),
+        (66, "tftp_server", o.tftp_server.is_some()),
+        (67, "boot_file", o.boot_file.is_some()),
+        (150, "cisco_tftp_servers", o.cisco_tftp_servers.is_some()),
+        (160, "provisioning_url", o.provisioning_url.is_some()),
+        (43, "vendor_specific", o.vendor_specific.is_some()),
+        (100, "timezone", o.timezone.is_some()),
+        (101, "timezone", o.timezone.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, _, set)| *set)
+    .map(|(c, n, _)| (c, n))
+    .collect()
+}
+
+fn check_dhcp_options(o: &DhcpOptions, at: &Path, out: &mut Vec<Issue>) {
+    for (key, text) in [
+        ("tftp_server", &o.tftp_server),
+        ("boot_file", &o.boot_file),
+        ("provisioning_url", &o.provisioning_url),
+    ] {
+        if let Some(t) = text {
+            if t.is_empty() || t.len() > 255 {
+                out.push(issue(
+                    at.key(key),
+                    format!("{key} is {} bytes long", t.len()),
+                    "a DHCP option holds 1-255 bytes",
+                ));
+            }
+        }
+    }
+    if let Some(d) = &o.domain_name {
+        if !is_dns_name(d) {
+            out.push(issue(
+                at.key("domain_name"),
+                format!("{d:?} is not a valid domain name"),
+                "write a DNS name such as surgery.example.org",
+            ));
+        }
+    }
+    if let Some(servers) = &o.sip_servers {
+        let first_is_ip = servers
+            .first()
+            .is_some_and(|s| s.parse::<Ipv4Addr>().is_ok());
+        for (n, s) in servers.iter().enumerate() {
+            let is_ip = s.parse::<Ipv4Addr>().is_ok();
+            if is_ip != first_is_ip {
+                out.push(issue(
+                    at.key("sip_servers").index(n),
+                    format!("{s:?} mixes host names and addresses"),
+                    "RFC 3361 sends either addresses or host names: list only one kind",
+                ));
+            } else if !is_ip && !is_dns_name(s) {
+                out.push(issue(
+                    at.key("sip_servers").index(n),
+                    format!("{s:?} is neither an IPv4 address nor a host name"),
+                    "write an address (10.100.0.1) or a host name (sip.example.com)",
+                ));
+            }
+        }
+    }
+    let lists = [
+        (
+            "vendor_specific",
+            o.vendor_specific.as_deref().unwrap_or_default(),
+        ),
+        ("extra", &o.extra[..]),
+    ];
+    for (key, list) in lists {
+        let mut total = 0;
+        for (n, v) in list.iter().enumerate() {
+            let p = at.key(key).index(n);
+            let kinds = [v.text.is_some(), v.hex.is_some(), v.addresses.is_some()];
+            match v.payload() {
+                Err(_) if kinds.iter().filter(|k| **k).count() != 1 => out.push(issue(
+                    p.clone(),
+                    format!("code {} needs exactly one of `text`, `hex` or `addresses`", v.code),
+                    "e.g. {code: 224, text: \"hello\"}, {code: 224, hex: \"0a640001\"} or {code: 224, addresses: [10.100.0.1]}",
+                )),
+                Err(e) => out.push(issue(
+                    p.key("hex"),
+                    format!("invalid hex {:?}: {e}", v.hex.as_ref().map(|h| h.0.as_str()).unwrap_or_default()),
+                    "write hex pairs, optionally separated by ':', e.g. \"0a:64:00:01\"",
+                )),
+                Ok(b) if b.len() > 255 => out.push(issue(
+                    p.clone(),
+                    format!("the value of code {} is {} bytes long", v.code, b.len()),
+                    "a DHCP option holds at most 255 bytes",
+                )),
+                Ok(b) => total += b.len() + 2,
+            }
+            if list[..n].iter().any(|o| o.code == v.code) {
+                out.push(issue(
+                    p.key("code"),
+                    format!("code {} is listed twice", v.code),
+                    "list each code once",
+                ));
+            }
+            if key != "extra" {
+                continue;
+            }
+            if let Some((_, why)) = DHCP_SERVER_OPTIONS.iter().find(|(c, _)| *c == v.code) {
+                out.push(issue(
+                    p.key("code"),
+                    format!("option {} cannot be set here", v.code),
+                    why,
+                ));
+            } else if let Some((_, name)) = named_option_codes(o).iter().find(|(c, _)| *c == v.code)
+            {
+                out.push(issue(
+                    p.key("code"),
+                    format!(
+                        "option {} is also set by `{name}` in the same block",
+                        v.code
+                    ),
+                    "set it in one place",
+                ));
+            }
+        }
+        if key == "vendor_specific" && total > 255 {
+            out.push(issue(
+                at.key(key),
+                format!("the sub-options take {total} bytes"),
+                "option 43 holds at most 255 bytes: shorten or drop sub-options",
+            ));
+        }
+    }
+}
+
+/// A DNS host label: letters, digits and inner hyphens, 1-63 characters.
+fn is_host_label(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A DNS name of host labels, at most 253 characters (a trailing dot is allowed).
+fn is_dns_name(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    s.len() <= 253 && s.split('.').all(is_host_label)
 }
 
 fn check_ports(cfg: &Config, out: &mut Vec<Issue>) {

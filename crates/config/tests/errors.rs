@@ -392,3 +392,228 @@ fn effective_config_round_trips() {
     let schema = config::config_schema();
     assert!(schema["properties"]["dhcp"].is_object());
 }
+
+#[test]
+fn dhcp_options_and_vendor_classes_load() {
+    let t = format!(
+        "{GOOD}dhcp:
+  decline_quarantine: 30m
+  options:
+    tftp_server: \"https://prov.example.com/cfg\"
+    sip_servers: [sip.example.com]
+    vendor_specific: [{{code: 1, text: stun.example.com}}]
+    extra: [{{code: 224, hex: \"0a:64:00:01\"}}]
+  vendor_classes:
+    - name: yealink
+      match: {{vendor_class: yealink, mac_prefix: \"80:5e:c0\"}}
+      options: {{tftp_server: \"http://prov.example.com/yealink\", timezone: false}}
+  reservations:
+    - {{client_id: \"01:00:04:f2:12:34:56\", address: 10.100.0.20}}
+"
+    );
+    let d = check(&t).unwrap().config.dhcp;
+    assert_eq!(d.decline_quarantine.as_secs(), 1800);
+    assert_eq!(d.options.extra[0].payload().unwrap(), vec![10, 100, 0, 1]);
+    assert_eq!(
+        d.vendor_classes[0]
+            .matches
+            .mac_prefix
+            .as_ref()
+            .unwrap()
+            .octets()
+            .unwrap(),
+        vec![0x80, 0x5e, 0xc0]
+    );
+    assert_eq!(d.vendor_classes[0].options.timezone, Some(false));
+    assert_eq!(
+        d.reservations[0]
+            .client_id
+            .as_ref()
+            .unwrap()
+            .bytes()
+            .unwrap()
+            .len(),
+        7
+    );
+    // Defaults, and the effective configuration round-trips.
+    let l = check(GOOD).unwrap();
+    assert_eq!(l.config.dhcp.decline_quarantine.as_secs(), 3600);
+    assert!(l.config.dhcp.options.is_empty());
+    let again = check(&config::to_yaml(&check(&t).unwrap().config)).unwrap();
+    assert_eq!(again.config.dhcp, d);
+}
+
+#[test]
+fn dhcp_option_structure_errors() {
+    let t = format!(
+        "{GOOD}dhcp:
+  options:
+    tftp_sever: \"http://prov.example.com\"
+    extra:
+      - {{code: 300, text: a}}
+  vendor_classes:
+    - name: yealink
+      match: {{vendor: yealink}}
+"
+    );
+    expect(
+        &t,
+        "dhcp.options.tftp_sever",
+        11,
+        5,
+        "unknown key `tftp_sever`",
+        "did you mean `tftp_server`?",
+    );
+    expect(
+        &t,
+        "dhcp.options.extra[0].code",
+        13,
+        16,
+        "300 is out of range: must be 1-254",
+        "Option code",
+    );
+    expect(
+        &t,
+        "dhcp.vendor_classes[0].match.vendor",
+        16,
+        15,
+        "unknown key `vendor`",
+        "vendor_class",
+    );
+}
+
+#[test]
+fn dhcp_option_value_errors() {
+    let t = format!(
+        "{GOOD}dhcp:
+  options:
+    tftp_server: \"http://prov.example.com\"
+    sip_servers: [10.100.0.1, sip.example.com]
+    extra:
+      - {{code: 224, text: a, hex: \"00\"}}
+      - {{code: 225, hex: \"0g\"}}
+      - {{code: 53, text: a}}
+      - {{code: 66, text: \"tftp://x\"}}
+      - {{code: 225, text: again}}
+"
+    );
+    expect(
+        &t,
+        "dhcp.options.sip_servers[1]",
+        12,
+        31,
+        "mixes host names and addresses",
+        "RFC 3361",
+    );
+    expect(
+        &t,
+        "dhcp.options.extra[0]",
+        14,
+        9,
+        "code 224 needs exactly one of `text`, `hex` or `addresses`",
+        "hex:",
+    );
+    expect(
+        &t,
+        "dhcp.options.extra[1].hex",
+        15,
+        26,
+        "invalid hex \"0g\"",
+        "hex pairs",
+    );
+    expect(
+        &t,
+        "dhcp.options.extra[2].code",
+        16,
+        16,
+        "option 53 cannot be set here",
+        "message type",
+    );
+    expect(
+        &t,
+        "dhcp.options.extra[3].code",
+        17,
+        16,
+        "option 66 is also set by `tftp_server`",
+        "one place",
+    );
+    let all = errors(&t);
+    assert!(all
+        .iter()
+        .any(|d| d.path == "dhcp.options.extra[4].code" && d.message.contains("listed twice")));
+}
+
+#[test]
+fn dhcp_vendor_class_and_reservation_errors() {
+    let long = "x".repeat(130);
+    let t = format!(
+        "{GOOD}dhcp:
+  vendor_classes:
+    - name: yealink
+      match: {{}}
+    - name: yealink
+      match: {{mac_prefix: \"80:5e:zz\"}}
+      options:
+        vendor_specific: [{{code: 1, text: {long}}}, {{code: 2, text: {long}}}]
+  reservations:
+    - {{address: 10.100.0.20}}
+    - {{client_id: \"01\", address: 10.100.0.21, hostname: \"front desk\"}}
+"
+    );
+    expect(
+        &t,
+        "dhcp.vendor_classes[0].match",
+        12,
+        7,
+        "the vendor class matches no phone",
+        "mac_prefix",
+    );
+    expect(
+        &t,
+        "dhcp.vendor_classes[1].name",
+        13,
+        13,
+        "vendor class name yealink is used twice",
+        "",
+    );
+    expect(
+        &t,
+        "dhcp.vendor_classes[1].match.mac_prefix",
+        14,
+        27,
+        "invalid MAC prefix \"80:5e:zz\"",
+        "hex pairs",
+    );
+    expect(
+        &t,
+        "dhcp.vendor_classes[1].options.vendor_specific",
+        16,
+        9,
+        "the sub-options take 264 bytes",
+        "",
+    );
+    expect(
+        &t,
+        "dhcp.reservations[0]",
+        18,
+        7,
+        "the reservation names no phone",
+        "client_id",
+    );
+    expect(
+        &t,
+        "dhcp.reservations[1].client_id",
+        19,
+        19,
+        "shorter than 2 bytes",
+        "type byte",
+    );
+    expect(
+        &t,
+        "dhcp.reservations[1].hostname",
+        19,
+        57,
+        "\"front desk\" is not a valid host name",
+        "letters",
+    );
+}
