@@ -1,0 +1,383 @@
+//! The tokio shell: a UDP socket per allocated port, a task per socket moving its packets,
+//! and a ticker that ends silent calls. [`MediaHandle`] is what the SIP service holds.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use std::cell::RefCell;
+
+use tokio::net::UdpSocket;
+use tokio::runtime::Handle;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use crate::relay::{lock, CallReport, MediaEvent, Relay};
+use crate::stream::{SharedStream, Socket};
+use crate::{sys, MediaError, MediaSettings, Side};
+
+/// How often silent calls are looked for; timeouts are whole seconds, so this is plenty.
+const TICK: Duration = Duration::from_millis(500);
+
+/// A stream's sockets: `[side][socket]`.
+type Sockets = [[Arc<UdpSocket>; 2]; 2];
+
+/// Tasks of one stream, aborted (closing its sockets) when dropped.
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// A media thread: a single-threaded runtime running packet tasks.
+struct Worker {
+    runtime: Handle,
+    /// Ends the thread (and with its runtime every task and socket) when sent or dropped.
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Worker {
+    fn spawn(index: usize) -> io::Result<Worker> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let runtime = rt.handle().clone();
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("voxgate-media-{index}"))
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(Worker {
+            runtime,
+            shutdown,
+            thread,
+        })
+    }
+}
+
+struct Running {
+    relay: Relay,
+    tasks: HashMap<u64, Tasks>,
+    /// Streams are spread over the workers by id; the ticker runs on the first.
+    workers: Vec<Worker>,
+}
+
+impl Running {
+    fn close(&mut self, ids: &[u64]) {
+        for id in ids {
+            self.tasks.remove(id);
+        }
+    }
+}
+
+struct Inner {
+    running: Mutex<Option<Running>>,
+    events: broadcast::Sender<MediaEvent>,
+    public_address: Mutex<Option<Ipv4Addr>>,
+}
+
+/// The media relay as the SIP service uses it: cheap to clone, usable from any task. Calls
+/// made while the media service is not running fail with [`MediaError::NotRunning`].
+#[derive(Clone)]
+pub struct MediaHandle {
+    inner: Arc<Inner>,
+}
+
+impl Default for MediaHandle {
+    fn default() -> Self {
+        MediaHandle::new()
+    }
+}
+
+impl MediaHandle {
+    /// A handle to a relay that is not running yet ([`MediaHandle::start`] or the
+    /// [`crate::MediaService`] starts it).
+    pub fn new() -> MediaHandle {
+        MediaHandle {
+            inner: Arc::new(Inner {
+                running: Mutex::new(None),
+                events: broadcast::channel(256).0,
+                public_address: Mutex::new(None),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, Option<Running>> {
+        self.inner.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts the relay (stopping a running one first) on its own thread, which inherits the
+    /// caller's network namespace. With no WAN address in `settings`, the WAN interface's
+    /// current address is used.
+    ///
+    /// Packets are moved by single-threaded runtimes on `settings.threads` threads of their
+    /// own rather than by the daemon's runtime: measured in the lab (`benches/relay.rs`), the
+    /// multi-threaded runtime cost a fifth more CPU per packet waking its workers across
+    /// cores. A second thread halves the median added latency under load but costs a fifth
+    /// more CPU again, so one is the default.
+    pub fn start(&self, mut settings: MediaSettings) -> Result<(), MediaError> {
+        self.stop();
+        if settings.wan_address.is_none() {
+            settings.wan_address = sys::interface_ipv4(&settings.wan_device);
+        }
+        let mut relay = Relay::new(settings)?;
+        relay.set_public_address(*lock_plain(&self.inner.public_address));
+        let workers = (0..relay.settings().threads.max(1))
+            .map(Worker::spawn)
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(MediaError::Thread)?;
+        workers[0].runtime.spawn(tick(Arc::downgrade(&self.inner)));
+        tracing::info!(
+            lan = %relay.bind_address(Side::Lan),
+            wan = %relay.bind_address(Side::Wan),
+            lan_ports = %relay.settings().lan_ports,
+            wan_ports = %relay.settings().wan_ports,
+            "media relay started"
+        );
+        *self.state() = Some(Running {
+            relay,
+            tasks: HashMap::new(),
+            workers,
+        });
+        Ok(())
+    }
+
+    /// Stops the relay: every call is released (reported as ended, reason `stopped`) and
+    /// every socket closed by the time this returns.
+    pub fn stop(&self) {
+        let Some(mut r) = self.state().take() else {
+            return;
+        };
+        for (event, _) in r.relay.release_all(Instant::now()) {
+            let _ = self.inner.events.send(event);
+        }
+        for w in r.workers {
+            let _ = w.shutdown.send(());
+            if w.thread.join().is_err() {
+                tracing::error!("a media thread panicked");
+            }
+        }
+        tracing::info!("media relay stopped");
+    }
+
+    /// Whether the relay is running.
+    pub fn is_running(&self) -> bool {
+        self.state().is_some()
+    }
+
+    /// Applies new settings; running calls keep their ports (see [`Relay::reconfigure`]). A
+    /// new number of threads takes effect at the next start.
+    pub fn reconfigure(&self, mut settings: MediaSettings) {
+        if let Some(r) = self.state().as_mut() {
+            if settings.wan_address.is_none() {
+                settings.wan_address = sys::interface_ipv4(&settings.wan_device)
+                    .or(Some(r.relay.bind_address(Side::Wan)));
+            }
+            r.relay.reconfigure(settings);
+        }
+    }
+
+    /// Sets (or clears) the public address SDP names towards the provider, e.g. the one the
+    /// provider reports in `Via: received=`. Kept across restarts of the relay.
+    pub fn set_public_address(&self, address: Option<Ipv4Addr>) {
+        *lock_plain(&self.inner.public_address) = address;
+        if let Some(r) = self.state().as_mut() {
+            r.relay.set_public_address(address);
+        }
+    }
+
+    /// Receives [`MediaEvent`]s: calls the relay ended by itself.
+    pub fn subscribe(&self) -> broadcast::Receiver<MediaEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Takes an offer from `from` and returns it rewritten for the other side; see
+    /// [`Relay::offer`]. Binds the sockets of new streams and starts relaying at once.
+    pub fn offer(&self, call_id: &str, from: Side, sdp: &[u8]) -> Result<Vec<u8>, MediaError> {
+        let mut guard = self.state();
+        let r = guard.as_mut().ok_or(MediaError::NotRunning)?;
+        let addrs = [
+            r.relay.bind_address(Side::Lan),
+            r.relay.bind_address(Side::Wan),
+        ];
+        let tos = r.relay.settings().tos;
+        let mut bind = |side: Side, port: u16| -> io::Result<[std::net::UdpSocket; 2]> {
+            let ip = addrs[side as usize];
+            Ok([
+                sys::bind_udp(ip, port, tos)?,
+                sys::bind_udp(ip, port + 1, tos)?,
+            ])
+        };
+        let out = r
+            .relay
+            .offer(Instant::now(), call_id, from, sdp, &mut bind)?;
+        r.close(&out.closed);
+        for o in out.opened {
+            let id = lock(&o.stream).id();
+            let worker = &r.workers[id as usize % r.workers.len()];
+            // Registered with the reactor of the worker whose tasks will use them.
+            let _rt = worker.runtime.enter();
+            let [lan, wan] = o.sockets;
+            let registered: io::Result<Vec<Arc<UdpSocket>>> = lan
+                .into_iter()
+                .chain(wan)
+                .map(|s| UdpSocket::from_std(s).map(Arc::new))
+                .collect();
+            let s = match registered {
+                Ok(s) => s,
+                Err(e) => {
+                    // Only when the kernel refuses more epoll watches: the stream stays
+                    // silent and the call ends by its timeout, freeing the ports.
+                    tracing::error!(call_id, error = %e, "cannot register media sockets");
+                    continue;
+                }
+            };
+            let sockets: Sockets = [[s[0].clone(), s[1].clone()], [s[2].clone(), s[3].clone()]];
+            let mut tasks = Vec::with_capacity(4);
+            for side in [Side::Lan, Side::Wan] {
+                for socket in [Socket::Rtp, Socket::Rtcp] {
+                    let pump = pump(o.stream.clone(), side, socket, sockets.clone());
+                    tasks.push(worker.runtime.spawn(pump));
+                }
+            }
+            r.tasks.insert(id, Tasks(tasks));
+        }
+        Ok(out.sdp)
+    }
+
+    /// Takes an answer from `from` and returns it rewritten for the offerer; see
+    /// [`Relay::answer`].
+    pub fn answer(&self, call_id: &str, from: Side, sdp: &[u8]) -> Result<Vec<u8>, MediaError> {
+        let mut guard = self.state();
+        let r = guard.as_mut().ok_or(MediaError::NotRunning)?;
+        let out = r.relay.answer(Instant::now(), call_id, from, sdp)?;
+        r.close(&out.closed);
+        Ok(out.sdp)
+    }
+
+    /// Ends a call: sockets closed, ports into quarantine, final figures logged and returned.
+    /// `None` if the relay does not know the call (e.g. it already timed out).
+    pub fn release(&self, call_id: &str) -> Option<CallReport> {
+        let mut guard = self.state();
+        let r = guard.as_mut()?;
+        let (report, closed) = r.relay.release(Instant::now(), call_id)?;
+        r.close(&closed);
+        Some(report)
+    }
+
+    /// Every call's state and figures, for `voxgate calls`.
+    pub fn snapshot(&self) -> Vec<CallReport> {
+        self.state()
+            .as_ref()
+            .map(|r| r.relay.snapshot(Instant::now()))
+            .unwrap_or_default()
+    }
+}
+
+fn lock_plain<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Ends silent calls until the relay stops (or the handle is gone).
+async fn tick(inner: Weak<Inner>) {
+    let mut every = tokio::time::interval(TICK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        // Never block a media thread behind an offer in progress: try again next tick.
+        let mut guard = match inner.running.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => continue,
+        };
+        let Some(r) = guard.as_mut() else {
+            return;
+        };
+        for (event, closed) in r.relay.poll(Instant::now()) {
+            r.close(&closed);
+            // No subscriber (SIP not running) is fine: the call is released either way.
+            let _ = inner.events.send(event);
+        }
+    }
+}
+
+thread_local! {
+    /// The media thread's receive buffer: a datagram is read and relayed within one poll,
+    /// never across an await, so every task of the thread shares it. 64 KiB, the largest UDP
+    /// datagram, so nothing is ever relayed truncated.
+    static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; 65536]);
+}
+
+/// Moves the packets arriving on one socket of a stream.
+///
+/// One datagram per `recv_from`: measured in the lab (`benches/relay.rs`, 200 streams),
+/// `recvmmsg` batches of 8 with the readiness cleared on a short batch cost 13.3-13.6 µs
+/// of relay CPU per packet against 10.9-11.4 µs for this loop, since at 50 packets/s per
+/// socket a batch almost never holds more than one.
+async fn pump(stream: SharedStream, side: Side, socket: Socket, sockets: Sockets) {
+    let rx = &sockets[side as usize][socket as usize];
+    loop {
+        if let Err(e) = rx.readable().await {
+            tracing::error!(?side, ?socket, error = %e, "media socket failed");
+            return;
+        }
+        if !BUFFER.with_borrow_mut(|buf| drain(buf, &stream, side, socket, &sockets)) {
+            return;
+        }
+    }
+}
+
+/// Relays what is queued on a readable socket; false when the socket failed.
+fn drain(
+    buf: &mut [u8],
+    stream: &SharedStream,
+    side: Side,
+    socket: Socket,
+    sockets: &Sockets,
+) -> bool {
+    let rx = &sockets[side as usize][socket as usize];
+    loop {
+        let (n, src) = match rx.try_recv_from(buf) {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            // ICMP errors for earlier sends surface here; nothing to do.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(e) => {
+                tracing::error!(?side, ?socket, error = %e, "media socket failed");
+                return false;
+            }
+        };
+        let fwd = lock(stream).on_packet(Instant::now(), side, socket, src, &buf[..n]);
+        if let Some(f) = fwd {
+            let tx = &sockets[f.side as usize][f.socket as usize];
+            if tx.try_send_to(&buf[..n], f.to).is_err() {
+                lock(stream).send_failed(f.side);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,314 @@
+use std::time::Duration;
+
+use super::*;
+use crate::packet::tests::{rtcp_rr, rtp_packet};
+use crate::sdp::{describe, parse, tests as sdps};
+use crate::MediaSettings;
+
+const PHONE: &str = "10.100.0.50:11800";
+const PROVIDER: &str = "198.51.100.10:16384";
+const PROVIDER_NAT: &str = "198.51.100.10:40000";
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn policy() -> Arc<Policy> {
+    let mut s = MediaSettings::defaults();
+    s.lan_network = "10.100.0.0/24".parse().unwrap();
+    s.provider_networks = vec!["198.51.100.0/24".parse().unwrap()];
+    Arc::new(Policy::new(&s))
+}
+
+fn desc(sdp: &str) -> MediaDesc {
+    describe(&parse(&sdps::crlf(sdp)).unwrap()).remove(0)
+}
+
+/// A stream with the phone's offer and the provider's answer applied.
+fn answered(t: Instant) -> Stream {
+    let offer = desc(sdps::YEALINK);
+    let mut s = Stream::new(1, 0, &offer, [20000, 30000], policy(), t);
+    s.describe(Side::Lan, &offer, t);
+    s.describe(Side::Wan, &desc(sdps::PROVIDER_ANSWER), t);
+    s
+}
+
+fn pcmu(seq: u16) -> Vec<u8> {
+    rtp_packet(0, seq, u32::from(seq) * 160, 0x1234, 160)
+}
+
+fn fwd(side: Side, socket: Socket, to: &str) -> Option<Forward> {
+    Some(Forward {
+        side,
+        socket,
+        to: sa(to),
+    })
+}
+
+#[test]
+fn before_latching_media_goes_to_the_sdp_address() {
+    let t = Instant::now();
+    let mut s = answered(t);
+    assert_eq!(
+        s.on_packet(t, Side::Lan, Socket::Rtp, sa(PHONE), &pcmu(1)),
+        fwd(Side::Wan, Socket::Rtp, PROVIDER)
+    );
+    assert_eq!(
+        s.on_packet(
+            t,
+            Side::Lan,
+            Socket::Rtcp,
+            sa("10.100.0.50:11801"),
+            &rtcp_rr(1)
+        ),
+        fwd(Side::Wan, Socket::Rtcp, "198.51.100.10:16385")
+    );
+    // The provider answers from behind its own NAT: latched, and the phone's media follows.
+    assert_eq!(
+        s.on_packet(t, Side::Wan, Socket::Rtp, sa(PROVIDER_NAT), &pcmu(1)),
+        fwd(Side::Lan, Socket::Rtp, PHONE)
+    );
+    assert_eq!(
+        s.on_packet(t, Side::Lan, Socket::Rtp, sa(PHONE), &pcmu(2)),
+        fwd(Side::Wan, Socket::Rtp, PROVIDER_NAT)
+    );
+    let r = s.report();
+    assert_eq!(r.wan.peer, Some(sa(PROVIDER_NAT)));
+    assert!(r.wan.latched && r.lan.latched);
+    assert_eq!(
+        (r.lan.received.packets, r.lan.received.rtcp_packets),
+        (2, 1)
+    );
+    assert_eq!((r.wan.forwarded, r.lan.forwarded), (3, 1));
+}
+
+#[test]
+fn strangers_are_counted_and_dropped() {
+    let t = Instant::now();
+    let mut s = answered(t);
+    // Not in the provider's networks: never latched, even first.
+    assert_eq!(
+        s.on_packet(t, Side::Wan, Socket::Rtp, sa("10.200.0.1:5000"), &pcmu(1)),
+        None
+    );
+    assert_eq!(
+        s.on_packet(t, Side::Lan, Socket::Rtp, sa("192.0.2.66:5000"), &pcmu(1)),
+        None
+    );
+    s.on_packet(t, Side::Wan, Socket::Rtp, sa(PROVIDER), &pcmu(1))
+        .unwrap();
+    // Inside the provider's networks but not the latched peer, while it talks: dropped.
+    let later = t + Duration::from_millis(1900);
+    s.on_packet(later, Side::Wan, Socket::Rtp, sa(PROVIDER), &pcmu(2))
+        .unwrap();
+    assert_eq!(
+        s.on_packet(
+            later,
+            Side::Wan,
+            Socket::Rtp,
+            sa("198.51.100.99:16384"),
+            &pcmu(9)
+        ),
+        None
+    );
+    let r = s.report();
+    assert_eq!((r.wan.dropped_foreign, r.lan.dropped_foreign), (2, 1));
+    assert_eq!(
+        r.wan.received.packets, 2,
+        "dropped packets are not counted as media"
+    );
+    assert_eq!(r.wan.peer, Some(sa(PROVIDER)));
+}
+
+#[test]
+fn relatch_only_after_the_peer_fell_silent() {
+    let t = Instant::now();
+    let mut s = answered(t);
+    s.on_packet(t, Side::Lan, Socket::Rtp, sa(PHONE), &pcmu(1))
+        .unwrap();
+    let moved = "10.100.0.50:11900";
+    let t1 = t + Duration::from_millis(1999);
+    assert_eq!(
+        s.on_packet(t1, Side::Lan, Socket::Rtp, sa(moved), &pcmu(2)),
+        None
+    );
+    let t2 = t + Duration::from_secs(2);
+    assert_eq!(
+        s.on_packet(t2, Side::Lan, Socket::Rtp, sa(moved), &pcmu(3)),
+        fwd(Side::Wan, Socket::Rtp, PROVIDER)
+    );
+    // The old port is now the stranger.
+    assert_eq!(
+        s.on_packet(t2, Side::Lan, Socket::Rtp, sa(PHONE), &pcmu(4)),
+        None
+    );
+    // Media towards the phone follows the new port.
+    assert_eq!(
+        s.on_packet(t2, Side::Wan, Socket::Rtp, sa(PROVIDER), &pcmu(1)),
+        fwd(Side::Lan, Socket::Rtp, moved)
+    );
+    let r = s.report();
+    assert_eq!((r.lan.relatches, r.lan.dropped_foreign), (1, 2));
+
+    // RTCP re-latches only to the host that sends the RTP.
+    s.on_packet(
+        t2,
+        Side::Lan,
+        Socket::Rtcp,
+        sa("10.100.0.50:11901"),
+        &rtcp_rr(1),
+    )
+    .unwrap();
+    let t3 = t2 + Duration::from_secs(5);
+    assert_eq!(
+        s.on_packet(
+            t3,
+            Side::Lan,
+            Socket::Rtcp,
+            sa("10.100.0.77:11901"),
+            &rtcp_rr(1)
+        ),
+        None
+    );
+    assert!(s
+        .on_packet(
+            t3,
+            Side::Lan,
+            Socket::Rtcp,
+            sa("10.100.0.50:11903"),
+            &rtcp_rr(1)
+        )
+        .is_some());
+}
+
+#[test]
+fn a_new_sdp_address_unlatches() {
+    let t = Instant::now();
+    let mut s = answered(t);
+    s.on_packet(t, Side::Wan, Socket::Rtp, sa(PROVIDER_NAT), &pcmu(1))
+        .unwrap();
+    // The provider re-offers from another media server.
+    let moved = desc(&sdps::PROVIDER_ANSWER.replace("198.51.100.10", "198.51.100.20"));
+    s.describe(Side::Wan, &moved, t);
+    assert_eq!(
+        s.on_packet(t, Side::Lan, Socket::Rtp, sa(PHONE), &pcmu(1)),
+        fwd(Side::Wan, Socket::Rtp, "198.51.100.20:16384")
+    );
+    // The same address again (a session refresh) keeps the latch.
+    s.on_packet(
+        t,
+        Side::Wan,
+        Socket::Rtp,
+        sa("198.51.100.20:40000"),
+        &pcmu(2),
+    )
+    .unwrap();
+    s.describe(Side::Wan, &moved, t);
+    assert_eq!(
+        s.on_packet(t, Side::Lan, Socket::Rtp, sa(PHONE), &pcmu(2)),
+        fwd(Side::Wan, Socket::Rtp, "198.51.100.20:40000")
+    );
+}
+
+#[test]
+fn invalid_packets_never_latch() {
+    let t = Instant::now();
+    let mut s = answered(t);
+    let mut v1 = pcmu(1);
+    v1[0] = 0x40;
+    let stun = [0u8, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 0, 0, 0, 0];
+    for bad in [&v1[..], &stun[..], &pcmu(1)[..8], b"\x80"] {
+        assert_eq!(s.on_packet(t, Side::Lan, Socket::Rtp, sa(PHONE), bad), None);
+    }
+    // RTP on the RTCP port is not RTCP.
+    assert_eq!(
+        s.on_packet(t, Side::Lan, Socket::Rtcp, sa(PHONE), &pcmu(1)),
+        None
+    );
+    let r = s.report();
+    assert_eq!(r.lan.dropped_invalid, 5);
+    assert!(!r.lan.latched);
+    assert_eq!(r.lan.received.packets, 0);
+}
+
+#[test]
+fn dtmf_and_rtcp_pass_through_untouched() {
+    let t = Instant::now();
+    let mut s = answered(t);
+    let event = rtp_packet(101 | 0x80, 2, 320, 0x1234, 4);
+    assert!(s
+        .on_packet(t, Side::Lan, Socket::Rtp, sa(PHONE), &event)
+        .is_some());
+    let r = s.report();
+    assert_eq!(r.lan.received.payload_types, vec![101]);
+}
+
+#[test]
+fn mux_sends_rtcp_on_the_rtp_port() {
+    let t = Instant::now();
+    let mut s = answered(t);
+    s.set_mux(true);
+    // RTCP arriving on the RTP port goes out of the RTP socket to the peer's RTP address.
+    assert_eq!(
+        s.on_packet(t, Side::Lan, Socket::Rtp, sa(PHONE), &rtcp_rr(1)),
+        fwd(Side::Wan, Socket::Rtp, PROVIDER)
+    );
+    assert_eq!(s.report().lan.received.rtcp_packets, 1);
+}
+
+#[test]
+fn zero_hold_stops_media_towards_the_holder() {
+    let t = Instant::now();
+    let mut s = answered(t);
+    s.on_packet(t, Side::Lan, Socket::Rtp, sa(PHONE), &pcmu(1))
+        .unwrap();
+    let hold = desc(&sdps::YEALINK.replace("c=IN IP4 10.100.0.50", "c=IN IP4 0.0.0.0"));
+    s.describe(Side::Lan, &hold, t);
+    assert!(s.on_hold());
+    assert_eq!(
+        s.on_packet(t, Side::Wan, Socket::Rtp, sa(PROVIDER), &pcmu(1)),
+        None
+    );
+    assert_eq!(s.report().lan.undeliverable, 1);
+    // Resume: media flows to the (still latched) phone again.
+    s.describe(Side::Lan, &desc(sdps::YEALINK), t);
+    assert!(!s.on_hold());
+    assert_eq!(
+        s.on_packet(t, Side::Wan, Socket::Rtp, sa(PROVIDER), &pcmu(2)),
+        fwd(Side::Lan, Socket::Rtp, PHONE)
+    );
+}
+
+#[test]
+fn t38_is_relayed_without_rtp_checks() {
+    let t = Instant::now();
+    let fax = desc(
+        "v=0
+        o=- 1 1 IN IP4 10.100.0.70
+        s=-
+        c=IN IP4 10.100.0.70
+        t=0 0
+        m=image 4004 udptl t38",
+    );
+    let mut s = Stream::new(2, 0, &fax, [20002, 30002], policy(), t);
+    s.describe(Side::Lan, &fax, t);
+    s.describe(
+        Side::Wan,
+        &desc(
+            &sdps::PROVIDER_ANSWER
+                .replace("m=audio 16384 RTP/AVP 0 101", "m=image 16384 udptl t38"),
+        ),
+        t,
+    );
+    assert_eq!(
+        s.on_packet(
+            t,
+            Side::Lan,
+            Socket::Rtp,
+            sa("10.100.0.70:4004"),
+            b"\x00\x01udptl"
+        ),
+        fwd(Side::Wan, Socket::Rtp, PROVIDER)
+    );
+    assert_eq!(s.report().lan.received.packets, 1);
+}

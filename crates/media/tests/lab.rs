@@ -1,0 +1,411 @@
+//! The relay in the lab's box, with RTP generators in the phone and provider namespaces:
+//! audio both ways through the box and the broadband router's NAT, strangers dropped, hold,
+//! timeouts, and figures that match what was sent.
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use lab::{addr, Lab, LabOptions, Node};
+use media::{CallState, EndReason, MediaEvent, MediaHandle, MediaSettings, Side};
+
+/// G.711 at 20 ms: 50 packets a second, 160 bytes of audio after a 12-byte header.
+const PACKET: Duration = Duration::from_millis(20);
+const PHONE_PORT: u16 = 4000;
+const PROVIDER_PORT: u16 = 16384;
+
+fn settings() -> MediaSettings {
+    let loaded = config::load_str(std::path::Path::new("lab.yaml"), config::LAB_CONFIG, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    MediaSettings::from_loaded(&loaded)
+}
+
+fn sdp(origin: &str, version: u32, ip: Ipv4Addr, port: u16, extra: &str) -> Vec<u8> {
+    format!(
+        "v=0\r\no={origin} 77 {version} IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n{extra}"
+    )
+    .into_bytes()
+}
+
+fn m_port(sdp: &[u8]) -> u16 {
+    let s = String::from_utf8_lossy(sdp);
+    let line = s.lines().find(|l| l.starts_with("m=audio ")).unwrap();
+    line.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+fn rtp(pt: u8, seq: u16, ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0x80, pt];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.resize(if pt == 101 { 16 } else { 172 }, 0xd5);
+    p
+}
+
+fn udp(lab: &Lab, node: Node, port: u16) -> UdpSocket {
+    let s = lab
+        .in_netns(node, move || UdpSocket::bind(("0.0.0.0", port)))
+        .unwrap()
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(800)))
+        .unwrap();
+    s
+}
+
+/// Sends `seqs` at 50 packets a second; RFC 4733 events (PT 101) for `events`.
+fn send_paced(s: &UdpSocket, to: SocketAddr, seqs: &[u16], events: &[u16], ssrc: u32) {
+    let start = Instant::now();
+    for (i, &seq) in seqs.iter().enumerate() {
+        let due = start + PACKET * i as u32;
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let pt = if events.contains(&seq) { 101 | 0x80 } else { 0 };
+        s.send_to(&rtp(pt, seq, ssrc), to).unwrap();
+    }
+}
+
+/// Receives until nothing came for the socket's read timeout; returns the packets.
+fn collect(s: &UdpSocket) -> Vec<(Vec<u8>, SocketAddr)> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Ok((n, from)) = s.recv_from(&mut buf) {
+        got.push((buf[..n].to_vec(), from));
+    }
+    got
+}
+
+/// One exchange: the phone sends `seqs` (with `events`), the provider replies comedia-style
+/// (to wherever the first packet came from, as providers behind NAT-unaware SBCs do) with
+/// `seqs_back`. Returns what the phone and the provider received.
+#[allow(clippy::type_complexity)]
+fn exchange(
+    phone: &UdpSocket,
+    provider: &UdpSocket,
+    to_box: SocketAddr,
+    seqs: &[u16],
+    events: &[u16],
+    seqs_back: &[u16],
+) -> (Vec<(Vec<u8>, SocketAddr)>, Vec<(Vec<u8>, SocketAddr)>) {
+    std::thread::scope(|s| {
+        let at_phone = s.spawn(|| collect(phone));
+        let at_provider = s.spawn(|| {
+            let mut buf = [0u8; 2048];
+            let (n, from) = provider
+                .recv_from(&mut buf)
+                .expect("first packet via the box");
+            let first = (buf[..n].to_vec(), from);
+            let rest = std::thread::scope(|s2| {
+                let rx = s2.spawn(|| collect(provider));
+                send_paced(provider, from, seqs_back, &[], 0xbbbb);
+                rx.join().unwrap()
+            });
+            std::iter::once(first).chain(rest).collect::<Vec<_>>()
+        });
+        send_paced(phone, to_box, seqs, events, 0xaaaa);
+        (at_phone.join().unwrap(), at_provider.join().unwrap())
+    })
+}
+
+fn seqs(got: &[(Vec<u8>, SocketAddr)]) -> Vec<u16> {
+    got.iter()
+        .map(|(p, _)| u16::from_be_bytes([p[2], p[3]]))
+        .collect()
+}
+
+/// Receives one datagram and the IPv4 TOS byte it carried (IP_RECVTOS).
+fn recv_tos(s: &UdpSocket) -> u8 {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt/recvmsg on a socket we own with buffers that outlive the calls.
+    unsafe {
+        let rc = libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_RECVTOS,
+            (&on as *const libc::c_int).cast(),
+            4,
+        );
+        assert_eq!(rc, 0);
+        let mut data = [0u8; 2048];
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr().cast(),
+            iov_len: data.len(),
+        };
+        let mut control = [0u64; 16];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        assert!(libc::recvmsg(s.as_raw_fd(), &mut msg, 0) > 0, "no packet");
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_TOS {
+                return *libc::CMSG_DATA(c);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    panic!("no IP_TOS control message");
+}
+
+/// Whether the box's `port` on `ip` is free again (its socket closed), waiting up to 2 s.
+fn freed(ip: Ipv4Addr, port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if UdpSocket::bind((ip, port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A 2-worker runtime whose threads live in the box's namespace.
+fn box_runtime(lab: &Lab) -> tokio::runtime::Runtime {
+    lab.in_netns(Node::Box, || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+    .unwrap()
+}
+
+fn call_through_the_box(opts: LabOptions) {
+    lab::require_root().unwrap();
+    let lab = Lab::with(opts).unwrap();
+    let phone = udp(&lab, Node::Phone, PHONE_PORT);
+    let phone_rtcp = udp(&lab, Node::Phone, PHONE_PORT + 1);
+    let provider = udp(&lab, Node::Provider, PROVIDER_PORT);
+    let provider_rtcp = udp(&lab, Node::Provider, PROVIDER_PORT + 1);
+    let isp = udp(&lab, Node::Isp, 0);
+    let rt = box_runtime(&lab);
+
+    // Everything that binds the relay's sockets runs on a thread in the box's namespace.
+    lab.in_netns(Node::Box, || {
+        let _rt = rt.enter();
+        let media = MediaHandle::new();
+        let mut s = settings();
+        // Short, so that the stranger below meets a silent latch, not just a busy one.
+        s.relatch_after = Duration::from_millis(300);
+        media.start(s).unwrap();
+        // What the SIP side learns from the provider (Via received=).
+        media.set_public_address(Some(addr::ISP_WAN));
+
+        let offer = sdp("-", 1, addr::PHONE, PHONE_PORT, "a=sendrecv\r\n");
+        let to_wan = media.offer("call-1", Side::Lan, &offer).unwrap();
+        let text = String::from_utf8_lossy(&to_wan).to_string();
+        assert!(text.contains("c=IN IP4 203.0.113.2\r\n"), "{text}");
+        let wan_port = m_port(&to_wan);
+        let answer = sdp("prov", 1, addr::PROVIDER, PROVIDER_PORT, "");
+        let to_lan = media.answer("call-1", Side::Wan, &answer).unwrap();
+        assert!(String::from_utf8_lossy(&to_lan).contains("c=IN IP4 10.100.0.1\r\n"));
+        let lan_port = m_port(&to_lan);
+        let to_box = SocketAddr::from((addr::BOX_LAN, lan_port));
+
+        // A WAN-side host that is not the provider (the router itself) sends RTP straight at
+        // the relay's WAN port before the provider has: it must not latch.
+        let stranger = |n: u16| {
+            for seq in 0..n {
+                isp.send_to(&rtp(0, seq, 0x666), (addr::BOX_WAN, wan_port))
+                    .unwrap();
+            }
+        };
+        stranger(5);
+
+        // 100 packets each way with one lost on each (sequence 50 and 30 never sent), and
+        // three DTMF event packets from the phone.
+        let up: Vec<u16> = (0..100).filter(|&s| s != 50).collect();
+        let down: Vec<u16> = (0..100).filter(|&s| s != 30).collect();
+        let (at_phone, at_provider) =
+            exchange(&phone, &provider, to_box, &up, &[60, 61, 62], &down);
+        assert_eq!(
+            seqs(&at_provider),
+            up,
+            "phone to provider, in order, all of them"
+        );
+        assert_eq!(seqs(&at_phone), down, "provider to phone");
+        assert!(at_phone.iter().all(|(_, from)| *from == to_box));
+        let seen_at_provider = at_provider[0].1;
+        assert_eq!(seen_at_provider.ip(), std::net::IpAddr::V4(addr::ISP_WAN));
+        assert!(
+            at_provider.iter().any(|(p, _)| p[1] & 0x7f == 101),
+            "DTMF relayed"
+        );
+
+        // RTCP both ways on the odd ports (the provider answers to where it came from).
+        phone_rtcp
+            .send_to(
+                &[0x80, 201, 0, 1, 0, 0, 0xaa, 0xaa],
+                (addr::BOX_LAN, lan_port + 1),
+            )
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = provider_rtcp
+            .recv_from(&mut buf)
+            .expect("RTCP to the provider");
+        assert_eq!(buf[1], 201);
+        provider_rtcp.send_to(&buf[..n], from).unwrap();
+        phone_rtcp.recv_from(&mut buf).expect("RTCP to the phone");
+
+        // DSCP EF on what the relay sends, on both sides (the router keeps the TOS byte).
+        phone.send_to(&rtp(0, 100, 0xaaaa), to_box).unwrap();
+        assert_eq!(recv_tos(&provider), 0xB8);
+        provider
+            .send_to(&rtp(0, 100, 0xbbbb), seen_at_provider)
+            .unwrap();
+        assert_eq!(recv_tos(&phone), 0xB8);
+
+        // 99 + the TOS probe each way.
+        let snap = media.snapshot();
+        let s = &snap[0].streams[0];
+        assert_eq!(snap[0].state, CallState::Active);
+        assert_eq!((s.lan.received.packets, s.wan.received.packets), (100, 100));
+        assert_eq!((s.lan.received.lost, s.wan.received.lost), (1, 1));
+        assert_eq!(s.lan.received.payload_types, vec![0, 101]);
+        assert_eq!(s.lan.received.rtcp_packets, 1);
+        assert_eq!(s.wan.received.rtcp_packets, 1);
+        assert!(s.lan.latched && s.wan.latched);
+        assert_eq!(
+            s.wan.peer.unwrap().ip(),
+            std::net::IpAddr::V4(addr::PROVIDER)
+        );
+        assert!(s.lan.received.mos.unwrap() > 4.0);
+
+        // The stranger again, once the provider has been silent for longer than a re-latch
+        // needs: nothing reaches the phone, every packet is counted as foreign.
+        std::thread::sleep(Duration::from_millis(400));
+        stranger(20);
+        assert!(
+            collect(&phone).is_empty(),
+            "stranger's RTP reached the phone"
+        );
+        let s = &media.snapshot()[0].streams[0];
+        assert_eq!(s.wan.dropped_foreign, 25);
+        assert_eq!(
+            s.wan.peer.unwrap().ip(),
+            std::net::IpAddr::V4(addr::PROVIDER)
+        );
+        assert_eq!(s.wan.received.packets, 100);
+
+        // Hold (the phone sends sendonly): same ports both ways, and its audio still flows.
+        let hold = sdp("-", 2, addr::PHONE, PHONE_PORT, "a=sendonly\r\n");
+        assert_eq!(
+            m_port(&media.offer("call-1", Side::Lan, &hold).unwrap()),
+            wan_port
+        );
+        let held = sdp("prov", 2, addr::PROVIDER, PROVIDER_PORT, "a=recvonly\r\n");
+        assert_eq!(
+            m_port(&media.answer("call-1", Side::Wan, &held).unwrap()),
+            lan_port
+        );
+        assert_eq!(media.snapshot()[0].state, CallState::Held);
+        let more: Vec<u16> = (101..111).collect();
+        let (_, at_provider) = exchange(&phone, &provider, to_box, &more, &[], &[]);
+        assert_eq!(seqs(&at_provider), more);
+
+        // Resume: same ports again, audio both ways.
+        let resume = sdp("-", 3, addr::PHONE, PHONE_PORT, "a=sendrecv\r\n");
+        assert_eq!(
+            m_port(&media.offer("call-1", Side::Lan, &resume).unwrap()),
+            wan_port
+        );
+        assert_eq!(
+            m_port(&media.answer("call-1", Side::Wan, &answer).unwrap()),
+            lan_port
+        );
+        let (up, down): (Vec<u16>, Vec<u16>) = ((111..121).collect(), (101..111).collect());
+        let (at_phone, at_provider) = exchange(&phone, &provider, to_box, &up, &[], &down);
+        assert_eq!((seqs(&at_phone), seqs(&at_provider)), (down, up));
+        assert_eq!(media.snapshot()[0].state, CallState::Active);
+
+        // Hang up: the final figures match everything sent, and the ports are free.
+        let report = media.release("call-1").unwrap();
+        let s = &report.streams[0];
+        // Phone: 99 + 1 (the TOS probe) + 10 on hold + 10 resumed; provider: 99 + 1 + 10.
+        assert_eq!(s.lan.received.packets, 120);
+        assert_eq!(s.wan.received.packets, 110);
+        assert_eq!(s.wan.forwarded, 120 + 1, "RTP and one RTCP to the provider");
+        assert_eq!(s.lan.forwarded, 110 + 1, "RTP and one RTCP to the phone");
+        assert_eq!((s.lan.received.lost, s.wan.received.lost), (1, 1));
+        assert!(media.snapshot().is_empty());
+        assert!(freed(addr::BOX_LAN, lan_port) && freed(addr::BOX_WAN, wan_port));
+        media.stop();
+    })
+    .unwrap();
+}
+
+#[test]
+fn audio_both_ways_through_the_box_and_the_nat() {
+    call_through_the_box(LabOptions::default());
+}
+
+#[test]
+fn audio_both_ways_through_a_fully_random_nat() {
+    call_through_the_box(LabOptions {
+        nat_fully_random: true,
+        ..LabOptions::default()
+    });
+}
+
+#[test]
+fn silence_ends_the_call_but_hold_does_not() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let phone = udp(&lab, Node::Phone, PHONE_PORT);
+    let provider = udp(&lab, Node::Provider, PROVIDER_PORT);
+    let rt = box_runtime(&lab);
+
+    lab.in_netns(Node::Box, || {
+        let _rt = rt.enter();
+        let media = MediaHandle::new();
+        let mut s = settings();
+        s.timeout = Duration::from_secs(2);
+        media.start(s).unwrap();
+        let mut events = media.subscribe();
+
+        let mut ports = Vec::new();
+        for (id, dir) in [("silent", "a=sendrecv\r\n"), ("held", "a=inactive\r\n")] {
+            let to_wan = media
+                .offer(id, Side::Lan, &sdp("-", 1, addr::PHONE, PHONE_PORT, dir))
+                .unwrap();
+            let answer = sdp("prov", 1, addr::PROVIDER, PROVIDER_PORT, dir);
+            let to_lan = media.answer(id, Side::Wan, &answer).unwrap();
+            ports.push((m_port(&to_lan), m_port(&to_wan)));
+        }
+        let (lan_port, wan_port) = ports[0];
+        let to_box = SocketAddr::from((addr::BOX_LAN, lan_port));
+        let burst: Vec<u16> = (0..10).collect();
+        let (at_phone, at_provider) = exchange(&phone, &provider, to_box, &burst, &[], &burst);
+        assert_eq!((at_phone.len(), at_provider.len()), (10, 10));
+
+        let started = Instant::now();
+        let event = rt
+            .block_on(tokio::time::timeout(Duration::from_secs(6), events.recv()))
+            .expect("a timeout event")
+            .unwrap();
+        let MediaEvent::Ended {
+            call_id,
+            reason,
+            report,
+        } = event;
+        assert_eq!(call_id, "silent");
+        assert!(matches!(reason, EndReason::Timeout { idle_secs } if idle_secs >= 2));
+        assert!(started.elapsed() < Duration::from_secs(4));
+        let s = &report.streams[0];
+        assert_eq!((s.lan.received.packets, s.wan.received.packets), (10, 10));
+        assert!(freed(addr::BOX_LAN, lan_port) && freed(addr::BOX_WAN, wan_port));
+
+        // The inactive call is silent too, but on hold: still there.
+        let snap = media.snapshot();
+        assert_eq!(snap.len(), 1);
+        assert_eq!(
+            (snap[0].call_id.as_str(), snap[0].state),
+            ("held", CallState::Held)
+        );
+        media.stop();
+    })
+    .unwrap();
+}
