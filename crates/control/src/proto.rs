@@ -27,6 +27,15 @@ pub enum Request {
     RulesConfirm,
     /// The phones' registrations relayed to the provider.
     Regs,
+    /// The DHCP leases of the voice network.
+    Leases,
+    /// Free the lease(s) of one phone.
+    LeaseRelease {
+        /// The phone's MAC address.
+        mac: String,
+    },
+    /// Calls in progress.
+    Calls,
 }
 
 /// A request as it travels: the command and the protocol version.
@@ -68,11 +77,45 @@ pub enum Reply {
     Reloaded(ReloadOutcome),
     /// Answer to [`Request::RulesApply`] and [`Request::RulesConfirm`].
     Rules(FirewallState),
+    /// Answer to [`Request::Leases`].
+    Leases {
+        /// Every lease the server remembers.
+        leases: Vec<LeaseEntry>,
+    },
+    /// Answer to [`Request::LeaseRelease`]: the addresses freed.
+    Released {
+        /// Freed addresses.
+        addresses: Vec<String>,
+    },
+    /// Answer to [`Request::Calls`].
+    Calls {
+        /// One entry per call.
+        calls: Vec<serde_json::Value>,
+    },
     /// Answer to [`Request::Regs`].
     Regs {
         /// One entry per address of record.
         registrations: Vec<RegistrationInfo>,
     },
+}
+
+/// One DHCP lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseEntry {
+    /// The address.
+    pub address: String,
+    /// The phone's MAC address.
+    pub mac: String,
+    /// Host name the phone sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Vendor class (option 60) the phone sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    /// offered, bound, expired, released or declined.
+    pub state: String,
+    /// Unix time the lease ends.
+    pub expires: u64,
 }
 
 /// One phone's registration as the box relays it.

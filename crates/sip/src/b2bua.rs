@@ -27,6 +27,8 @@ pub struct Settings {
     pub wan: SocketAddr,
     /// The provider's SIP server.
     pub upstream: SocketAddr,
+    /// The provider's SIP domain (host part the box writes where a phone named the box).
+    pub domain: String,
     /// Phones must send from here.
     pub voice_net: IpNet,
     /// The provider must send from here.
@@ -54,7 +56,7 @@ pub struct Registration {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     #[serde(skip)]
-    expires_at: Option<Instant>,
+    pub(crate) expires_at: Option<Instant>,
     #[serde(skip)]
     call_id: String,
     #[serde(skip)]
@@ -62,7 +64,7 @@ pub struct Registration {
     #[serde(skip)]
     cseq: u32,
     #[serde(skip)]
-    token: String,
+    pub(crate) token: String,
 }
 
 struct PendingRegister {
@@ -73,20 +75,46 @@ struct PendingRegister {
 
 /// The B2BUA.
 pub struct B2bua {
-    settings: Settings,
-    tx: Transactions,
-    regs: HashMap<String, Registration>,
-    by_token: HashMap<String, String>,
+    pub(crate) settings: Settings,
+    pub(crate) tx: Transactions,
+    pub(crate) regs: HashMap<String, Registration>,
+    pub(crate) by_token: HashMap<String, String>,
     pending: HashMap<ClientTx, PendingRegister>,
     /// Our WAN address as the provider sees it (from `received`/`rport`).
     public: Option<SocketAddr>,
     keepalive_at: Option<Instant>,
-    out: VecDeque<(Peer, Vec<u8>)>,
+    pub(crate) out: VecDeque<(Peer, Vec<u8>)>,
     /// Messages dropped by access control or parsing, for status.
     pub dropped: u64,
+    pub(crate) media: Box<dyn MediaControl>,
+    pub(crate) calls: crate::call::Calls,
+    /// Requests relayed to the other leg, by the transaction that must answer them.
+    pub(crate) relayed: HashMap<ServerTx, Message>,
 }
 
-fn random_token(len: usize) -> String {
+/// What the B2BUA asks of the media relay: rewrite each offer and answer so that media flows
+/// through the box, and free a call's ports when it ends.
+pub trait MediaControl: Send {
+    /// An SDP offer arriving from `from`; returns the SDP to send to the other side.
+    fn offer(&mut self, call: &str, from: Side, sdp: &[u8]) -> Result<Vec<u8>, String>;
+    /// The SDP answer arriving from `from`; returns the SDP to send to the other side.
+    fn answer(&mut self, call: &str, from: Side, sdp: &[u8]) -> Result<Vec<u8>, String>;
+    /// The call ended.
+    fn release(&mut self, call: &str);
+    /// The box's public WAN address as the provider reports it (SDP towards the provider
+    /// names it).
+    fn public_address(&mut self, ip: std::net::Ipv4Addr);
+}
+
+/// Connects the SIP service to the media relay each time it starts.
+pub trait MediaProvider: Send + Sync {
+    /// A controller for a new B2BUA.
+    fn control(&self) -> Box<dyn MediaControl>;
+    /// Keys of calls whose media stopped in both directions (the B2BUA ends them).
+    fn timeouts(&self) -> tokio::sync::mpsc::UnboundedReceiver<String>;
+}
+
+pub(crate) fn random_token(len: usize) -> String {
     use rand::Rng;
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
@@ -123,7 +151,7 @@ const RESPONSE_COPY: &[&str] = &[
     "server",
 ];
 
-fn copy_named(from: &Headers, to: &mut Headers, names: &[&str]) {
+pub(crate) fn copy_named(from: &Headers, to: &mut Headers, names: &[&str]) {
     for (name, value) in from.iter() {
         if names
             .iter()
@@ -136,8 +164,11 @@ fn copy_named(from: &Headers, to: &mut Headers, names: &[&str]) {
 
 impl B2bua {
     /// A B2BUA with no registrations.
-    pub fn new(settings: Settings) -> B2bua {
+    pub fn new(settings: Settings, media: Box<dyn MediaControl>) -> B2bua {
         B2bua {
+            media,
+            calls: Default::default(),
+            relayed: HashMap::new(),
             settings,
             tx: Transactions::new(),
             regs: HashMap::new(),
@@ -173,6 +204,11 @@ impl B2bua {
             .min()
     }
 
+    /// Calls in progress, for `voxgate calls`.
+    pub fn calls(&self, now: Instant) -> Vec<crate::call::CallInfo> {
+        self.calls.info(now)
+    }
+
     /// Every registration, sorted by AoR.
     pub fn registrations(&self, now: Instant) -> Vec<Registration> {
         let mut v: Vec<Registration> = self
@@ -193,7 +229,7 @@ impl B2bua {
         v
     }
 
-    fn upstream_peer(&self) -> Peer {
+    pub(crate) fn upstream_peer(&self) -> Peer {
         Peer {
             side: Side::Wan,
             addr: self.settings.upstream,
@@ -249,14 +285,19 @@ impl B2bua {
         self.drive(now);
     }
 
-    fn drive(&mut self, now: Instant) {
+    pub(crate) fn drive(&mut self, now: Instant) {
         while let Some(o) = self.tx.poll_output() {
             match o {
                 Output::Transmit { to, bytes } => self.out.push_back((to, bytes)),
                 Output::Request { tx, msg, from } => self.on_request(now, tx, msg, from),
+                Output::Response { tx, msg } if self.calls.owns(tx) => {
+                    self.call_response(now, tx, msg)
+                }
                 Output::Response { tx, msg } => self.on_response(now, tx, msg),
+                Output::Timeout { tx } if self.calls.owns(tx) => self.call_timeout(now, tx),
                 Output::Timeout { tx } => self.on_timeout(now, tx),
-                Output::Ack { .. } | Output::Stray2xx { .. } => {}
+                Output::Ack { msg, from } => self.call_ack(now, msg, from),
+                Output::Stray2xx { msg, from } => self.call_stray_2xx(msg, from),
             }
         }
     }
@@ -268,6 +309,9 @@ impl B2bua {
             r.headers
                 .insert(Name::ALLOW, "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER");
             self.tx.respond(now, tx, r);
+            return;
+        }
+        if method != Method::REGISTER && self.call_request(now, tx, &msg, from) {
             return;
         }
         match (from.side, method == Method::REGISTER) {
@@ -476,6 +520,9 @@ impl B2bua {
             if self.public != Some(public) {
                 tracing::info!(%public, "public SIP address learned from the provider");
                 self.public = Some(public);
+                if let IpAddr::V4(v4) = ip {
+                    self.media.public_address(v4);
+                }
             }
         }
     }

@@ -1,6 +1,7 @@
 //! voxgate's SIP side: an ALG-free B2BUA between the phones on the voice LAN and the provider.
 
 pub mod b2bua;
+pub mod call;
 pub mod message;
 pub mod name_addr;
 mod service;

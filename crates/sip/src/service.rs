@@ -12,7 +12,8 @@ use supervisor::{Context, Service, ServiceFuture};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use crate::b2bua::{B2bua, Registration, Settings};
+use crate::b2bua::{B2bua, MediaProvider, Registration, Settings};
+use crate::call::CallInfo;
 use crate::transaction::{Peer, Side};
 
 /// Shared view of the B2BUA for operator commands.
@@ -20,6 +21,17 @@ use crate::transaction::{Peer, Side};
 pub struct SipHandle(Arc<Mutex<Option<B2bua>>>);
 
 impl SipHandle {
+    /// Calls in progress.
+    pub fn calls(&self) -> Vec<CallInfo> {
+        let now = Instant::now().into_std();
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|b| b.calls(now))
+            .unwrap_or_default()
+    }
+
     /// Every relayed registration.
     pub fn registrations(&self) -> Vec<Registration> {
         let now = Instant::now().into_std();
@@ -32,8 +44,13 @@ impl SipHandle {
     }
 }
 
-/// The service.
-pub struct SipService(pub SipHandle);
+/// The service: its handle for operator commands, and the media relay it anchors calls at.
+pub struct SipService {
+    /// Shared with the control socket.
+    pub handle: SipHandle,
+    /// The media relay.
+    pub media: Arc<dyn MediaProvider>,
+}
 
 fn udp_socket(addr: SocketAddr, device: Option<&str>) -> anyhow::Result<UdpSocket> {
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
@@ -98,6 +115,7 @@ async fn settings(l: &Loaded) -> anyhow::Result<(Settings, Option<String>)> {
             lan,
             wan,
             upstream,
+            domain: server.clone(),
             voice_net: c.interfaces.lan.address.network().into(),
             provider_nets,
             keepalive: c.sip.keepalive_interval.0,
@@ -116,7 +134,8 @@ impl Service<Loaded> for SipService {
     }
 
     fn run(&self, mut ctx: Context<Loaded>) -> ServiceFuture {
-        let handle = self.0.clone();
+        let handle = self.handle.clone();
+        let media = self.media.clone();
         Box::pin(async move {
             let loaded = ctx.config.borrow_and_update().clone();
             let (s, wan_device) = settings(&loaded).await?;
@@ -127,7 +146,9 @@ impl Service<Loaded> for SipService {
             };
             let wan_sock = udp_socket(wan_bind, wan_device.as_deref())?;
             tracing::info!(lan = %s.lan, wan = %s.wan, upstream = %s.upstream, "SIP listening");
-            *handle.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(B2bua::new(s));
+            *handle.0.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(B2bua::new(s, media.control()));
+            let mut timeouts = media.timeouts();
             let mut lan_buf = vec![0u8; 65536];
             let mut wan_buf = vec![0u8; 65536];
             loop {
@@ -158,6 +179,13 @@ impl Service<Loaded> for SipService {
                     r = lan_sock.recv_from(&mut lan_buf) => Some((Side::Lan, r)),
                     r = wan_sock.recv_from(&mut wan_buf) => Some((Side::Wan, r)),
                     _ = sleep => None,
+                    Some(key) = timeouts.recv() => {
+                        let now = Instant::now().into_std();
+                        if let Some(b) = handle.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                            b.media_timeout(now, &key);
+                        }
+                        continue;
+                    }
                     changed = ctx.config.changed() => {
                         if changed.is_ok() {
                             let l = ctx.config.borrow_and_update().clone();

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sip::b2bua::{B2bua, Settings};
+use sip::b2bua::{B2bua, MediaControl, Settings};
 use sip::transaction::{Peer, Side};
 
 fn settings() -> Settings {
@@ -12,10 +12,31 @@ fn settings() -> Settings {
         lan: "10.100.0.1:5060".parse().unwrap(),
         wan: "10.200.0.2:5060".parse().unwrap(),
         upstream: "198.51.100.10:5060".parse().unwrap(),
+        domain: "198.51.100.10".into(),
         voice_net: "10.100.0.0/24".parse().unwrap(),
         provider_nets: vec!["198.51.100.0/24".parse().unwrap()],
         keepalive: Duration::from_secs(20),
     }
+}
+
+/// Registrations never touch media: any call into it fails the test.
+struct NoMediaExpected;
+
+impl MediaControl for NoMediaExpected {
+    fn offer(&mut self, _: &str, _: Side, _: &[u8]) -> Result<Vec<u8>, String> {
+        panic!("registration must not use media")
+    }
+    fn answer(&mut self, _: &str, _: Side, _: &[u8]) -> Result<Vec<u8>, String> {
+        panic!("registration must not use media")
+    }
+    fn release(&mut self, _: &str) {
+        panic!("registration must not use media")
+    }
+    fn public_address(&mut self, _: std::net::Ipv4Addr) {}
+}
+
+fn new() -> B2bua {
+    B2bua::new(settings(), Box::new(NoMediaExpected))
 }
 
 fn phone() -> Peer {
@@ -69,7 +90,7 @@ fn answer(req: &str, status: &str, extra: &str) -> Vec<u8> {
 #[test]
 fn register_is_reoriginated_and_challenges_pass_through() {
     let t0 = Instant::now();
-    let mut b = B2bua::new(settings());
+    let mut b = new();
     b.receive(t0, &register("z9hG4bKp1", 1, ""), phone());
     let out = sent(&mut b);
     assert_eq!(out.len(), 1);
@@ -166,7 +187,7 @@ fn register_is_reoriginated_and_challenges_pass_through() {
 #[test]
 fn strangers_are_ignored_and_silence_upstream_is_a_408() {
     let t0 = Instant::now();
-    let mut b = B2bua::new(settings());
+    let mut b = new();
     let stranger = Peer {
         side: Side::Lan,
         addr: "192.0.2.66:5060".parse().unwrap(),
@@ -215,7 +236,7 @@ fn strangers_are_ignored_and_silence_upstream_is_a_408() {
 #[test]
 fn options_is_answered_locally_and_other_methods_refused_cleanly() {
     let t0 = Instant::now();
-    let mut b = B2bua::new(settings());
+    let mut b = new();
     let opt = b"OPTIONS sip:10.200.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.10;branch=z9hG4bKo\r\nFrom: <sip:p@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: o1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
     b.receive(t0, opt, provider());
     let out = sent(&mut b);

@@ -31,6 +31,9 @@ pub(crate) fn report(
                     Reply::Reloaded(o) => serde_json::to_value(o)?,
                     Reply::Rules(f) => serde_json::to_value(f)?,
                     Reply::Regs { registrations } => serde_json::to_value(registrations)?,
+                    Reply::Leases { leases } => serde_json::to_value(leases)?,
+                    Reply::Released { addresses } => serde_json::to_value(addresses)?,
+                    Reply::Calls { calls } => serde_json::to_value(calls)?,
                 };
                 println!("{}", serde_json::to_string_pretty(&body)?);
             } else {
@@ -61,6 +64,83 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
     report(ask(socket, Request::Status), json, |r| {
         if let Reply::Status(s) = r {
             print!("{}", render_status(s));
+        }
+    })
+}
+
+/// `voxgate leases`.
+pub fn leases(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    report(ask(socket, Request::Leases), json, |r| {
+        let Reply::Leases { leases } = r else { return };
+        if leases.is_empty() {
+            println!("no leases");
+            return;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        println!(
+            "{:<16} {:<18} {:<10} {:>9}  {:<20} VENDOR",
+            "ADDRESS", "MAC", "STATE", "EXPIRES", "HOSTNAME"
+        );
+        for l in leases {
+            println!(
+                "{:<16} {:<18} {:<10} {:>9}  {:<20} {}",
+                l.address,
+                l.mac,
+                l.state,
+                if l.expires > now {
+                    ago(l.expires - now)
+                } else {
+                    "-".into()
+                },
+                l.hostname.as_deref().unwrap_or("-"),
+                l.vendor.as_deref().unwrap_or("-")
+            );
+        }
+    })
+}
+
+/// `voxgate leases release MAC`.
+pub fn lease_release(socket: &Path, mac: String, json: bool) -> anyhow::Result<ExitCode> {
+    report(
+        ask(socket, Request::LeaseRelease { mac: mac.clone() }),
+        json,
+        |r| {
+            if let Reply::Released { addresses } = r {
+                if addresses.is_empty() {
+                    println!("{mac} holds no lease");
+                } else {
+                    println!("released {} from {mac}", addresses.join(", "));
+                }
+            }
+        },
+    )
+}
+
+/// `voxgate calls`.
+pub fn calls(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    report(ask(socket, Request::Calls), json, |r| {
+        let Reply::Calls { calls } = r else { return };
+        if calls.is_empty() {
+            println!("no calls");
+            return;
+        }
+        println!(
+            "{:<10} {:<9} {:<10} {:>8}  {:<34} TO",
+            "CALL", "DIRECTION", "STATE", "TALK", "FROM"
+        );
+        for c in calls {
+            let s = |k: &str| c[k].as_str().unwrap_or("-").to_string();
+            println!(
+                "{:<10} {:<9} {:<10} {:>8}  {:<34} {}",
+                s("key"),
+                s("direction"),
+                s("state"),
+                ago(c["talk_secs"].as_u64().unwrap_or(0)),
+                s("from"),
+                s("to")
+            );
         }
     })
 }

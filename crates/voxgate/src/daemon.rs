@@ -88,8 +88,8 @@ async fn run(args: RunArgs, loaded: Loaded) -> anyhow::Result<ExitCode> {
         "starting"
     );
     let (tx, rx) = watch::channel(Arc::new(loaded));
-    let handles = crate::services::Handles::default();
-    let sup = Supervisor::start(crate::services::all(&handles), rx, Backoff::default());
+    let (services, handles) = crate::services::all();
+    let sup = Supervisor::start(services, rx, Backoff::default());
     let daemon = Arc::new(Daemon {
         handles,
         args,
@@ -278,6 +278,49 @@ impl control::Handler for Daemon {
                 Request::RulesApply { confirm_secs } => tokio::task::block_in_place(|| {
                     self.rules_apply(confirm_secs.map(Duration::from_secs))
                 }),
+                Request::Leases => match self.handles.dhcp.list() {
+                    Ok(leases) => Response::ok(Reply::Leases {
+                        leases: leases
+                            .into_iter()
+                            .map(|l| control::LeaseEntry {
+                                address: l.address.to_string(),
+                                mac: l.mac,
+                                hostname: l.hostname,
+                                vendor: l.vendor_class,
+                                state: format!("{:?}", l.state).to_lowercase(),
+                                expires: l.expires,
+                            })
+                            .collect(),
+                    }),
+                    Err(e) => Response::err(e.to_string(), vec![]),
+                },
+                Request::LeaseRelease { mac } => match mac.parse::<config::types::MacAddr>() {
+                    Err(e) => Response::err(format!("{mac:?} is not a MAC address: {e}"), vec![]),
+                    Ok(m) => match self.handles.dhcp.release(m).await {
+                        Ok(addrs) => Response::ok(Reply::Released {
+                            addresses: addrs.iter().map(|a| a.to_string()).collect(),
+                        }),
+                        Err(e) => Response::err(e.to_string(), vec![]),
+                    },
+                },
+                Request::Calls => {
+                    // Signalling from the B2BUA, joined with the relay's per-stream figures.
+                    let media = self.handles.media.snapshot();
+                    let calls = self
+                        .handles
+                        .sip
+                        .calls()
+                        .into_iter()
+                        .filter_map(|c| {
+                            let mut v = serde_json::to_value(&c).ok()?;
+                            if let Some(m) = media.iter().find(|m| m.call_id == c.key) {
+                                v["media"] = serde_json::to_value(m).ok()?;
+                            }
+                            Some(v)
+                        })
+                        .collect();
+                    Response::ok(Reply::Calls { calls })
+                }
                 Request::Regs => Response::ok(Reply::Regs {
                     registrations: self
                         .handles

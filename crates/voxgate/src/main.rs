@@ -36,6 +36,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// DHCP leases of the voice network; `leases release MAC` frees a phone's lease.
+    Leases {
+        #[command(subcommand)]
+        action: Option<LeasesCommand>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Calls in progress.
+    Calls {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The phones' registrations relayed to the provider.
     Regs {
         /// Print JSON instead of a table.
@@ -86,6 +100,15 @@ pub enum LogFormat {
 }
 
 #[derive(Subcommand)]
+enum LeasesCommand {
+    /// Free the lease(s) held by a phone.
+    Release {
+        /// The phone's MAC address.
+        mac: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Validate a configuration file and print every error with its position.
     Check {
@@ -118,6 +141,12 @@ fn main() -> ExitCode {
         Command::Status { json } => cli::status(&cli.socket, json),
         Command::Reload { json } => cli::reload(&cli.socket, json),
         Command::Regs { json } => cli::regs(&cli.socket, json),
+        Command::Calls { json } => cli::calls(&cli.socket, json),
+        Command::Leases { action: None, json } => cli::leases(&cli.socket, json),
+        Command::Leases {
+            action: Some(LeasesCommand::Release { mac }),
+            json,
+        } => cli::lease_release(&cli.socket, mac, json),
         Command::Config(ConfigCommand::Check { file, json }) => cli::config_check(file, json),
         Command::Config(ConfigCommand::Show { file, json }) => cli::config_show(file, json),
         Command::Config(ConfigCommand::Schema { profile }) => cli::config_schema(profile),

@@ -144,3 +144,310 @@ fn phone_registers_through_the_box_with_digest_auth() {
         "{text}"
     );
 }
+
+/// Runs a built-in or file scenario of sipp in `node` in the background.
+fn sipp_bg(lab: &Lab, node: Node, args: &[&str], log: &std::path::Path) -> lab::LabProcess {
+    let mut cmd = lab.command(node, "sipp");
+    cmd.args(args)
+        .args([
+            "-nostdin",
+            "-timeout_error",
+            "-timeout",
+            "20s",
+            "-trace_msg",
+            "-message_file",
+        ])
+        .arg(log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    lab.spawn(node, cmd).unwrap()
+}
+
+fn running_box(lab: &Lab) -> Box_ {
+    let b = Box_::new();
+    std::fs::write(b.config(), config::LAB_CONFIG).unwrap();
+    std::mem::forget(b.start(lab)); // the lab's teardown ends it
+    wait_status(
+        &b.socket(),
+        Duration::from_secs(10),
+        "sip and media running",
+        |s| {
+            ["sip", "media"].iter().all(|n| {
+                s["services"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x["name"] == *n && x["state"] == "running")
+            })
+        },
+    );
+    b
+}
+
+#[test]
+fn outbound_call_through_the_box_hung_up_by_the_phone() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let b = running_box(&lab);
+    let provider_log = b.dir.path().join("provider.log");
+    let mut uas = sipp_bg(
+        &lab,
+        Node::Provider,
+        &["-sn", "uas", "-i", "198.51.100.10", "-p", "5060", "-m", "1"],
+        &provider_log,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let phone_log = b.dir.path().join("phone.log");
+    let mut uac = sipp_bg(
+        &lab,
+        Node::Phone,
+        &[
+            "-sn",
+            "uac",
+            "10.100.0.1:5060",
+            "-i",
+            "10.100.0.50",
+            "-p",
+            "5070",
+            "-s",
+            "01632960123",
+            "-m",
+            "1",
+            "-d",
+            "3000",
+        ],
+        &phone_log,
+    );
+    // While the call is up, `voxgate calls` shows it.
+    let sock = b.socket();
+    let t0 = std::time::Instant::now();
+    let mut seen = None;
+    while t0.elapsed() < Duration::from_secs(5) && seen.is_none() {
+        let out = cli(&sock, &["calls", "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if v.as_array()
+            .is_some_and(|a| a.iter().any(|c| c["state"] == "confirmed"))
+        {
+            seen = Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let calls = seen.unwrap_or_else(|| panic!("no confirmed call seen; daemon log:\n{}", b.log()));
+    assert_eq!(calls[0]["direction"], "outbound");
+    assert_eq!(
+        calls[0]["media"]["streams"].as_array().map(|s| s.len()),
+        Some(1),
+        "the relay anchors the call's audio stream: {calls:#}"
+    );
+    let phone_ok = uac.wait_timeout(Duration::from_secs(15)).unwrap();
+    let prov_ok = uas.wait_timeout(Duration::from_secs(5)).unwrap();
+    let plog = std::fs::read_to_string(&provider_log).unwrap_or_default();
+    let flog = std::fs::read_to_string(&phone_log).unwrap_or_default();
+    assert!(
+        phone_ok.is_some_and(|s| s.success()),
+        "phone side failed:\n{flog}\n{}",
+        b.log()
+    );
+    assert!(
+        prov_ok.is_some_and(|s| s.success()),
+        "provider side failed:\n{plog}"
+    );
+    assert!(
+        !plog.contains("10.100.0."),
+        "LAN address reached the provider:\n{plog}"
+    );
+    assert!(
+        plog.contains("c=IN IP4 10.200.0.2"),
+        "the offer names the box's relay:\n{plog}"
+    );
+    assert!(
+        flog.contains("c=IN IP4 10.100.0.1"),
+        "the answer names the box's relay:\n{flog}"
+    );
+    // The call is gone once both BYE legs are done.
+    wait_calls_empty(&sock);
+}
+
+fn wait_calls_empty(sock: &std::path::Path) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let out = cli(sock, &["calls", "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if v.as_array().is_some_and(|a| a.is_empty()) {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "calls left behind: {v:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs a phone scenario against a provider scenario through the box; both must succeed.
+fn call_pair(provider: &[&str], phone: &[&str]) {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let b = running_box(&lab);
+    let provider_log = b.dir.path().join("provider.log");
+    let mut args: Vec<&str> = provider.to_vec();
+    args.extend(["-i", "198.51.100.10", "-p", "5060", "-m", "1"]);
+    let mut uas = sipp_bg(&lab, Node::Provider, &args, &provider_log);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut args: Vec<&str> = phone.to_vec();
+    args.extend([
+        "10.100.0.1:5060",
+        "-i",
+        "10.100.0.50",
+        "-p",
+        "5070",
+        "-s",
+        "01632960123",
+        "-m",
+        "1",
+    ]);
+    let phone_log = b.dir.path().join("phone.log");
+    let mut uac = sipp_bg(&lab, Node::Phone, &args, &phone_log);
+    let phone_ok = uac.wait_timeout(Duration::from_secs(15)).unwrap();
+    let prov_ok = uas.wait_timeout(Duration::from_secs(5)).unwrap();
+    let plog = std::fs::read_to_string(&provider_log).unwrap_or_default();
+    let flog = std::fs::read_to_string(&phone_log).unwrap_or_default();
+    assert!(
+        phone_ok.is_some_and(|s| s.success()),
+        "phone side failed:\n{flog}\ndaemon:\n{}",
+        b.log()
+    );
+    assert!(
+        prov_ok.is_some_and(|s| s.success()),
+        "provider side failed:\n{plog}"
+    );
+    assert!(
+        !plog.contains("10.100.0."),
+        "LAN address reached the provider:\n{plog}"
+    );
+    wait_calls_empty(&b.socket());
+}
+
+#[test]
+fn busy_reaches_the_phone() {
+    call_pair(
+        &["-sf", &scenario("uas_busy.xml")],
+        &["-sf", &scenario("uac_busy.xml")],
+    );
+}
+
+#[test]
+fn cancel_while_ringing() {
+    call_pair(
+        &["-sf", &scenario("uas_ring_cancelled.xml")],
+        &["-sf", &scenario("uac_cancel.xml")],
+    );
+}
+
+#[test]
+fn inbound_call_reaches_the_registered_phone_through_the_nat() {
+    inbound_call(Duration::ZERO);
+}
+
+/// The isp forgets idle UDP bindings after 30 s: only the box's keepalive stream keeps the
+/// provider able to reach it 45 s after the registration.
+#[test]
+fn inbound_call_after_idle_time_longer_than_the_nat_timeout() {
+    inbound_call(Duration::from_secs(45));
+}
+
+fn inbound_call(idle: Duration) {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let b = running_box(&lab);
+    let sock = b.socket();
+    // Register the phone (its contact: 10.100.0.50:5070).
+    let mut registrar = start_registrar(&lab, b.dir.path());
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, log) = sipp(
+        &lab,
+        Node::Phone,
+        &[
+            "-sf",
+            &scenario("register.xml"),
+            "10.100.0.1:5060",
+            "-i",
+            "10.100.0.50",
+            "-p",
+            "5070",
+            "-s",
+            "1001",
+            "-m",
+            "1",
+            "-auth_uri",
+            "sip:198.51.100.10",
+        ],
+        Duration::from_secs(15),
+    );
+    assert!(ok, "registration failed:\n{log}");
+    registrar.wait_timeout(Duration::from_secs(5)).unwrap();
+    let regs: Value = serde_json::from_slice(&cli(&sock, &["regs", "--json"]).stdout).unwrap();
+    let contact = regs[0]["upstream_contact"].as_str().unwrap().to_string();
+    let token = contact
+        .trim_start_matches("sip:")
+        .split('@')
+        .next()
+        .unwrap()
+        .to_string();
+    std::thread::sleep(idle);
+
+    // The phone answers; the provider calls the box's registered contact through the isp NAT
+    // (the box's binding 10.200.0.2:5060 appears as 203.0.113.2:5060) and hangs up itself.
+    let phone_log = b.dir.path().join("phone.log");
+    let mut uas = sipp_bg(
+        &lab,
+        Node::Phone,
+        &["-sn", "uas", "-i", "10.100.0.50", "-p", "5070", "-m", "1"],
+        &phone_log,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let provider_log = b.dir.path().join("provider.log");
+    let mut uac = sipp_bg(
+        &lab,
+        Node::Provider,
+        &[
+            "-sn",
+            "uac",
+            "203.0.113.2:5060",
+            "-i",
+            "198.51.100.10",
+            "-p",
+            "5060",
+            "-s",
+            &token,
+            "-m",
+            "1",
+            "-d",
+            "1000",
+        ],
+        &provider_log,
+    );
+    let prov_ok = uac.wait_timeout(Duration::from_secs(15)).unwrap();
+    let phone_ok = uas.wait_timeout(Duration::from_secs(5)).unwrap();
+    let plog = std::fs::read_to_string(&provider_log).unwrap_or_default();
+    let flog = std::fs::read_to_string(&phone_log).unwrap_or_default();
+    assert!(
+        prov_ok.is_some_and(|s| s.success()),
+        "provider side failed:\n{plog}\ndaemon:\n{}",
+        b.log()
+    );
+    assert!(
+        phone_ok.is_some_and(|s| s.success()),
+        "phone side failed:\n{flog}"
+    );
+    assert!(
+        !plog.contains("10.100.0."),
+        "LAN address reached the provider:\n{plog}"
+    );
+    assert!(
+        flog.contains("INVITE sip:1001@10.100.0.50:5070"),
+        "the phone is called at its contact:\n{flog}"
+    );
+    wait_calls_empty(&sock);
+}

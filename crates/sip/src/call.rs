@@ -1,0 +1,1069 @@
+//! Calls through the B2BUA: every dialog is two dialogs. The leg towards the provider has its
+//! own Call-ID, tags, Via and Contact; the leg towards the phone mirrors it. SDP on each leg is
+//! rewritten by the media relay ([`crate::b2bua::MediaControl`]) so that media is anchored at
+//! the box. Handled: INVITE (with early media and auth challenges), ACK, BYE from either side,
+//! CANCEL (including the race with 200), re-INVITE/UPDATE (hold, resume, codec change) and any
+//! other in-dialog request, which is relayed to the other leg.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ezk_sip_types::msg::{MessageLine, StatusLine};
+use ezk_sip_types::{Method, Name};
+use serde::Serialize;
+
+use crate::b2bua::{copy_named, random_token, B2bua};
+use crate::message::{parse, response, Message};
+use crate::name_addr;
+use crate::transaction::{ClientTx, Peer, ServerTx, Side};
+
+/// Headers a request carries across the B2BUA (everything naming transport or dialog state is
+/// regenerated per leg).
+const REQUEST_COPY: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "content-type",
+    "allow",
+    "supported",
+    "user-agent",
+    "privacy",
+    "p-asserted-identity",
+    "p-preferred-identity",
+    "accept",
+    "event",
+    "subscription-state",
+    "refer-to",
+    "referred-by",
+    "replaces",
+    "info-package",
+    "rack",
+    "rseq",
+    "require",
+];
+
+/// Headers a response carries back.
+const RESPONSE_COPY: &[&str] = &[
+    "www-authenticate",
+    "proxy-authenticate",
+    "content-type",
+    "allow",
+    "supported",
+    "require",
+    "rseq",
+    "server",
+    "warning",
+    "retry-after",
+    "reason",
+    "unsupported",
+];
+
+/// One side of a call: a dialog with one party.
+#[derive(Debug, Clone)]
+struct Leg {
+    side: Side,
+    call_id: String,
+    local_tag: String,
+    remote_tag: Option<String>,
+    /// Our From/To URI part on this leg (name-addr without tag).
+    local_uri: String,
+    /// The party's From/To URI part (name-addr without tag).
+    remote_uri: String,
+    /// Request-URI for in-dialog requests (the party's Contact).
+    remote_target: String,
+    /// Where the party's messages go.
+    peer: Peer,
+    /// Our CSeq counter on this leg.
+    cseq: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum State {
+    /// INVITE sent, no final response yet.
+    Early,
+    /// Challenged by the provider: the phone will resend its INVITE with credentials.
+    Challenged,
+    /// Answered.
+    Confirmed,
+    /// Cancelled by the caller before an answer.
+    Cancelled,
+    /// BYE sent or received.
+    Ended,
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Early => "early",
+            State::Challenged => "challenged",
+            State::Confirmed => "confirmed",
+            State::Cancelled => "cancelled",
+            State::Ended => "ended",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Purpose {
+    /// The initial INVITE relayed to `to` side; answers go to `server`.
+    Invite { server: ServerTx },
+    /// A relayed in-dialog request; answers go to `server`.
+    Relay { server: ServerTx, sdp_offer: bool },
+    /// Our own request (BYE, CANCEL, ACK-less cleanup); answers are absorbed.
+    Own,
+}
+
+#[derive(Debug)]
+struct Call {
+    key: String,
+    /// The leg the call came from.
+    caller: Leg,
+    /// The leg the call went to.
+    callee: Leg,
+    state: State,
+    started: Instant,
+    answered: Option<Instant>,
+    /// The callee-side INVITE we sent, for CANCEL and for the re-sent INVITE after a challenge.
+    invite: Option<Message>,
+    /// The caller's pending INVITE transaction and request.
+    caller_invite: Option<(ServerTx, Message)>,
+    /// Our ACK for the callee's 2xx, re-sent on 2xx retransmissions.
+    ack: Option<Vec<u8>>,
+    /// The early answer already sent to the caller (a 2xx after a 183 repeats it).
+    early_answer: Option<Vec<u8>>,
+    /// The caller's number and the callee's, for status.
+    from: String,
+    to: String,
+    end_reason: Option<String>,
+}
+
+/// Information on one call for `voxgate calls`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallInfo {
+    /// Media key (also the call's name in logs).
+    pub key: String,
+    /// `outbound` (phone to provider) or `inbound`.
+    pub direction: String,
+    /// Caller URI.
+    pub from: String,
+    /// Callee URI.
+    pub to: String,
+    /// early, challenged, confirmed, cancelled or ended.
+    pub state: String,
+    /// Seconds since the INVITE.
+    pub age_secs: u64,
+    /// Seconds since the answer.
+    pub talk_secs: u64,
+    /// Call-ID on the phone's leg.
+    pub lan_call_id: String,
+    /// Call-ID on the provider's leg.
+    pub wan_call_id: String,
+}
+
+/// Every call the B2BUA holds.
+#[derive(Default)]
+pub(crate) struct Calls {
+    next: u64,
+    calls: HashMap<u64, Call>,
+    by_dialog: HashMap<(Side, String), u64>,
+    by_client: HashMap<ClientTx, (u64, Purpose)>,
+}
+
+impl Calls {
+    pub(crate) fn owns(&self, tx: ClientTx) -> bool {
+        self.by_client.contains_key(&tx)
+    }
+
+    pub(crate) fn info(&self, now: Instant) -> Vec<CallInfo> {
+        let mut v: Vec<CallInfo> = self
+            .calls
+            .values()
+            .map(|c| {
+                let (lan, wan) = if c.caller.side == Side::Lan {
+                    (&c.caller, &c.callee)
+                } else {
+                    (&c.callee, &c.caller)
+                };
+                CallInfo {
+                    key: c.key.clone(),
+                    direction: if c.caller.side == Side::Lan {
+                        "outbound"
+                    } else {
+                        "inbound"
+                    }
+                    .into(),
+                    from: c.from.clone(),
+                    to: c.to.clone(),
+                    state: c.state.name().to_string(),
+                    age_secs: now.saturating_duration_since(c.started).as_secs(),
+                    talk_secs: c
+                        .answered
+                        .map_or(0, |a| now.saturating_duration_since(a).as_secs()),
+                    lan_call_id: lan.call_id.clone(),
+                    wan_call_id: wan.call_id.clone(),
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        v
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Call> {
+        let c = self.calls.remove(&id)?;
+        self.by_dialog
+            .remove(&(c.caller.side, c.caller.call_id.clone()));
+        self.by_dialog
+            .remove(&(c.callee.side, c.callee.call_id.clone()));
+        self.by_client.retain(|_, (cid, _)| *cid != id);
+        Some(c)
+    }
+}
+
+fn header(msg: &Message, name: Name) -> Option<String> {
+    msg.headers.get_raw(&name).next().map(|v| v.to_string())
+}
+
+fn is_sdp(msg: &Message) -> bool {
+    !msg.body.is_empty()
+        && header(msg, Name::CONTENT_TYPE)
+            .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("application/sdp"))
+}
+
+fn reason_of(msg: &Message) -> String {
+    match &msg.line {
+        MessageLine::Response(StatusLine {
+            reason: Some(r), ..
+        }) => r.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn name_addr_text(n: &name_addr::NameAddr) -> String {
+    match &n.display {
+        Some(d) => format!("\"{d}\" <{}>", n.uri),
+        None => format!("<{}>", n.uri),
+    }
+}
+
+/// A request on `leg`, built as text and parsed, so every message we send passes the same
+/// checks as what we receive.
+#[allow(clippy::too_many_arguments)]
+fn build_request(
+    method: &str,
+    ruri: &str,
+    leg: &Leg,
+    cseq: u32,
+    via: SocketAddr,
+    contact: Option<&str>,
+    extra: &[(String, String)],
+    body: &[u8],
+) -> Option<Message> {
+    let mut t = format!("{method} {ruri} SIP/2.0\r\n");
+    t += &format!(
+        "Via: SIP/2.0/UDP {via};branch=z9hG4bK{};rport\r\n",
+        random_token(16)
+    );
+    t += "Max-Forwards: 70\r\n";
+    t += &format!("From: {};tag={}\r\n", leg.local_uri, leg.local_tag);
+    match &leg.remote_tag {
+        Some(tag) => t += &format!("To: {};tag={tag}\r\n", leg.remote_uri),
+        None => t += &format!("To: {}\r\n", leg.remote_uri),
+    }
+    t += &format!("Call-ID: {}\r\n", leg.call_id);
+    t += &format!("CSeq: {cseq} {method}\r\n");
+    if let Some(c) = contact {
+        t += &format!("Contact: <{c}>\r\n");
+    }
+    for (n, v) in extra {
+        t += &format!("{n}: {v}\r\n");
+    }
+    t += &format!("Content-Length: {}\r\n\r\n", body.len());
+    let mut bytes = t.into_bytes();
+    bytes.extend_from_slice(body);
+    match parse(&bytes, true) {
+        Ok((m, _)) => Some(m),
+        Err(e) => {
+            tracing::warn!(method, %ruri, error = %e, "cannot build a request");
+            None
+        }
+    }
+}
+
+fn copied(msg: &Message, names: &[&str]) -> Vec<(String, String)> {
+    msg.headers
+        .iter()
+        .filter(|(n, _)| {
+            names
+                .iter()
+                .any(|c| n.as_print_str().eq_ignore_ascii_case(c))
+        })
+        .map(|(n, v)| (n.as_print_str().to_string(), v.to_string()))
+        .collect()
+}
+
+/// The box's own SIP addresses on each side, copied out so that call state can be borrowed
+/// mutably while requests are built.
+#[derive(Clone, Copy)]
+struct Addrs {
+    lan: SocketAddr,
+    wan: SocketAddr,
+}
+
+impl Addrs {
+    fn via(self, side: Side) -> SocketAddr {
+        match side {
+            Side::Lan => self.lan,
+            Side::Wan => self.wan,
+        }
+    }
+
+    fn contact(self, side: Side) -> String {
+        format!("sip:voxgate@{}", self.via(side))
+    }
+}
+
+impl B2bua {
+    fn addrs(&self) -> Addrs {
+        Addrs {
+            lan: self.settings.lan,
+            wan: self.wan_advertised(),
+        }
+    }
+
+    /// Handles a request that belongs to calls; returns false when it is not for calls (then
+    /// the caller answers it).
+    pub(crate) fn call_request(
+        &mut self,
+        now: Instant,
+        tx: ServerTx,
+        msg: &Message,
+        from: Peer,
+    ) -> bool {
+        let method = msg.method().cloned().expect("request");
+        let call_id = msg.call_id().unwrap_or_default();
+        let existing = self
+            .calls
+            .by_dialog
+            .get(&(from.side, call_id.clone()))
+            .copied();
+        let has_to_tag = header(msg, Name::TO)
+            .and_then(|t| name_addr::parse(&t))
+            .is_some_and(|t| t.tag().is_some());
+        match (method.to_string().as_str(), existing, has_to_tag) {
+            ("INVITE", None, false) => self.new_call(now, tx, msg, from),
+            ("INVITE", Some(id), false) => self.resend_invite(now, id, tx, msg),
+            ("CANCEL", Some(id), _) => self.cancel(now, id, tx, msg),
+            ("BYE", Some(id), true) => self.bye(now, id, tx, msg, from.side),
+            (_, Some(id), true) => self.relay_in_dialog(now, id, tx, msg, from.side),
+            ("INVITE" | "BYE" | "CANCEL" | "UPDATE" | "INFO" | "PRACK", None, _) => {
+                let r = response(
+                    msg,
+                    481,
+                    "Call/Transaction Does Not Exist",
+                    Some(&random_token(8)),
+                );
+                self.tx.respond(now, tx, r);
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    fn new_call(&mut self, now: Instant, tx: ServerTx, msg: &Message, from: Peer) {
+        let addrs = self.addrs();
+        let from_na = header(msg, Name::FROM).and_then(|v| name_addr::parse(&v));
+        let to_na = header(msg, Name::TO).and_then(|v| name_addr::parse(&v));
+        let contact = header(msg, Name::CONTACT).and_then(|v| name_addr::parse(&v));
+        let (Some(from_na), Some(to_na)) = (from_na, to_na) else {
+            self.tx
+                .respond(now, tx, response(msg, 400, "Bad From or To", None));
+            return;
+        };
+        let ruri = match &msg.line {
+            MessageLine::Request(r) => format!(
+                "{}",
+                ezk_sip_types::print::AppendCtx::default_print_ctx(&r.uri)
+            ),
+            _ => unreachable!("a request"),
+        };
+        let caller = Leg {
+            side: from.side,
+            call_id: msg.call_id().unwrap_or_default(),
+            local_tag: random_token(10),
+            remote_tag: from_na.tag().map(str::to_string),
+            local_uri: name_addr_text(&to_na),
+            remote_uri: name_addr_text(&from_na),
+            remote_target: contact
+                .map(|c| c.uri)
+                .unwrap_or_else(|| from_na.uri.clone()),
+            peer: from,
+            cseq: 0,
+        };
+        // Where the call goes, and with which identity.
+        let (callee_peer, callee_ruri, callee_from, callee_to) = match from.side {
+            Side::Lan => {
+                // To the provider: the dialled Request-URI as the phone wrote it (the digest
+                // covers it), unless it names the box itself, which the provider cannot route.
+                let lan_host = self.settings.lan.ip().to_string();
+                let ruri = if ruri.contains(&format!("@{lan_host}")) {
+                    ruri.replace(&lan_host, &self.settings.domain)
+                } else {
+                    ruri
+                };
+                let hide = |uri: &str| {
+                    let lan_net_host = from.addr.ip().to_string();
+                    uri.replace(&lan_net_host, &self.settings.domain)
+                        .replace(&lan_host, &self.settings.domain)
+                };
+                let f = name_addr::NameAddr {
+                    uri: hide(&from_na.uri),
+                    ..from_na.clone()
+                };
+                let t = name_addr::NameAddr {
+                    uri: hide(&to_na.uri),
+                    ..to_na.clone()
+                };
+                (
+                    self.upstream_peer(),
+                    ruri,
+                    name_addr_text(&f),
+                    name_addr_text(&t),
+                )
+            }
+            Side::Wan => {
+                // From the provider to the phone registered under the contact token.
+                let token = ruri
+                    .strip_prefix("sip:")
+                    .and_then(|r| r.split('@').next())
+                    .unwrap_or_default()
+                    .to_string();
+                let Some(reg) = self
+                    .by_token
+                    .get(&token)
+                    .and_then(|aor| self.regs.get(aor))
+                    .cloned()
+                else {
+                    self.tx.respond(
+                        now,
+                        tx,
+                        response(msg, 404, "Not Found", Some(&random_token(8))),
+                    );
+                    return;
+                };
+                if reg.expires_at.is_none_or(|t| t <= now) {
+                    self.tx.respond(
+                        now,
+                        tx,
+                        response(msg, 480, "Temporarily Unavailable", Some(&random_token(8))),
+                    );
+                    return;
+                }
+                let peer = Peer {
+                    side: Side::Lan,
+                    addr: reg.phone_addr,
+                    reliable: false,
+                };
+                (
+                    peer,
+                    reg.phone_contact.clone(),
+                    name_addr_text(&from_na),
+                    format!("<{}>", reg.aor),
+                )
+            }
+        };
+        let callee_side = callee_peer.side;
+        let callee = Leg {
+            side: callee_side,
+            call_id: format!("{}@voxgate", random_token(20)),
+            local_tag: random_token(10),
+            remote_tag: None,
+            local_uri: callee_from,
+            remote_uri: callee_to,
+            remote_target: callee_ruri.clone(),
+            peer: callee_peer,
+            cseq: 1,
+        };
+        self.calls.next += 1;
+        let id = self.calls.next;
+        let key = format!("call-{id}");
+        let body = if is_sdp(msg) {
+            match self.media.offer(&key, from.side, &msg.body) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "media offer refused");
+                    self.tx.respond(
+                        now,
+                        tx,
+                        response(msg, 488, "Not Acceptable Here", Some(&caller.local_tag)),
+                    );
+                    self.media.release(&key);
+                    return;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let Some(invite) = build_request(
+            "INVITE",
+            &callee_ruri,
+            &callee,
+            1,
+            addrs.via(callee_side),
+            Some(&addrs.contact(callee_side)),
+            &copied(msg, REQUEST_COPY),
+            &body,
+        ) else {
+            self.tx.respond(
+                now,
+                tx,
+                response(msg, 400, "Bad Request-URI", Some(&caller.local_tag)),
+            );
+            self.media.release(&key);
+            return;
+        };
+        tracing::info!(%key, from = %from_na.uri, to = %callee_ruri, direction = ?from.side, "call");
+        let ctx = self.tx.request(now, invite.clone(), callee_peer);
+        self.calls
+            .by_dialog
+            .insert((caller.side, caller.call_id.clone()), id);
+        self.calls
+            .by_dialog
+            .insert((callee.side, callee.call_id.clone()), id);
+        self.calls
+            .by_client
+            .insert(ctx, (id, Purpose::Invite { server: tx }));
+        self.calls.calls.insert(
+            id,
+            Call {
+                key,
+                from: from_na.uri.clone(),
+                to: to_na.uri.clone(),
+                caller,
+                callee,
+                state: State::Early,
+                started: now,
+                answered: None,
+                invite: Some(invite),
+                caller_invite: Some((tx, msg.clone())),
+                ack: None,
+                early_answer: None,
+                end_reason: None,
+            },
+        );
+    }
+
+    /// The phone re-sends its INVITE with credentials after a 401/407: same upstream dialog,
+    /// next CSeq, credentials copied.
+    fn resend_invite(&mut self, now: Instant, id: u64, tx: ServerTx, msg: &Message) {
+        let addrs = self.addrs();
+        let Some(c) = self.calls.calls.get_mut(&id) else {
+            return;
+        };
+        if c.state != State::Challenged {
+            let r = response(msg, 491, "Request Pending", Some(&c.caller.local_tag));
+            self.tx.respond(now, tx, r);
+            return;
+        }
+        c.callee.cseq += 1;
+        let body = if is_sdp(msg) {
+            self.media
+                .offer(&c.key, c.caller.side, &msg.body)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let Some(invite) = build_request(
+            "INVITE",
+            &c.callee.remote_target.clone(),
+            &c.callee,
+            c.callee.cseq,
+            addrs.via(c.callee.side),
+            Some(&addrs.contact(c.callee.side)),
+            &copied(msg, REQUEST_COPY),
+            &body,
+        ) else {
+            return;
+        };
+        c.state = State::Early;
+        c.invite = Some(invite.clone());
+        c.caller_invite = Some((tx, msg.clone()));
+        let peer = c.callee.peer;
+        let ctx = self.tx.request(now, invite, peer);
+        self.calls
+            .by_client
+            .insert(ctx, (id, Purpose::Invite { server: tx }));
+    }
+
+    fn cancel(&mut self, now: Instant, id: u64, tx: ServerTx, msg: &Message) {
+        self.tx.respond(now, tx, response(msg, 200, "OK", None));
+        let Some(c) = self.calls.calls.get_mut(&id) else {
+            return;
+        };
+        if c.state != State::Early {
+            return;
+        }
+        c.state = State::Cancelled;
+        c.end_reason = Some("cancelled by the caller".into());
+        // The caller's INVITE ends with 487 now; the callee's is cancelled (a 2xx that crosses
+        // the CANCEL is ACKed and BYEd when it arrives).
+        if let Some((stx, inv)) = c.caller_invite.take() {
+            let r = response(&inv, 487, "Request Terminated", Some(&c.caller.local_tag));
+            self.tx.respond(now, stx, r);
+        }
+        if let Some(inv) = &c.invite {
+            let mut h = ezk_sip_types::Headers::new();
+            for name in [Name::VIA, Name::FROM, Name::TO, Name::CALL_ID, Name::ROUTE] {
+                for v in inv.headers.get_raw(&name) {
+                    h.insert(name.clone(), v.clone());
+                }
+            }
+            h.insert(Name::CSEQ, format!("{} CANCEL", c.callee.cseq));
+            h.insert(Name::MAX_FORWARDS, "70");
+            let line = match &inv.line {
+                MessageLine::Request(r) => MessageLine::Request(ezk_sip_types::msg::RequestLine {
+                    method: Method::CANCEL,
+                    uri: r.uri.clone(),
+                }),
+                other => other.clone(),
+            };
+            let cancel = Message {
+                line,
+                headers: h,
+                body: Bytes::new(),
+            };
+            let peer = c.callee.peer;
+            let ctx = self.tx.request(now, cancel, peer);
+            self.calls.by_client.insert(ctx, (id, Purpose::Own));
+        }
+        tracing::info!(key = %c.key, "call cancelled by the caller");
+    }
+
+    fn bye(&mut self, now: Instant, id: u64, tx: ServerTx, msg: &Message, from: Side) {
+        let addrs = self.addrs();
+        let Some(c) = self.calls.calls.get_mut(&id) else {
+            return;
+        };
+        let (this_tag, other) = if c.caller.side == from {
+            (c.caller.local_tag.clone(), &mut c.callee)
+        } else {
+            (c.callee.local_tag.clone(), &mut c.caller)
+        };
+        self.tx
+            .respond(now, tx, response(msg, 200, "OK", Some(&this_tag)));
+        other.cseq += 1;
+        let bye = build_request(
+            "BYE",
+            &other.remote_target,
+            other,
+            other.cseq,
+            addrs.via(other.side),
+            None,
+            &copied(msg, &["reason"]),
+            &[],
+        );
+        let peer = other.peer;
+        c.state = State::Ended;
+        c.end_reason = Some(format!(
+            "BYE from the {}",
+            if from == Side::Lan {
+                "phone"
+            } else {
+                "provider"
+            }
+        ));
+        let key = c.key.clone();
+        tracing::info!(%key, reason = c.end_reason.as_deref().unwrap_or(""), "call ended");
+        if let Some(bye) = bye {
+            let ctx = self.tx.request(now, bye, peer);
+            self.calls.by_client.insert(ctx, (id, Purpose::Own));
+        }
+        self.media.release(&key);
+    }
+
+    fn relay_in_dialog(&mut self, now: Instant, id: u64, tx: ServerTx, msg: &Message, from: Side) {
+        let addrs = self.addrs();
+        let Some(c) = self.calls.calls.get_mut(&id) else {
+            return;
+        };
+        let method = msg.method().map(|m| m.to_string()).unwrap_or_default();
+        let key = c.key.clone();
+        let sdp_offer = is_sdp(msg) && (method == "INVITE" || method == "UPDATE");
+        let body = if sdp_offer {
+            match self.media.offer(&key, from, &msg.body) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "re-offer refused");
+                    let tag = if c.caller.side == from {
+                        c.caller.local_tag.clone()
+                    } else {
+                        c.callee.local_tag.clone()
+                    };
+                    self.tx.respond(
+                        now,
+                        tx,
+                        response(msg, 488, "Not Acceptable Here", Some(&tag)),
+                    );
+                    return;
+                }
+            }
+        } else {
+            msg.body.to_vec()
+        };
+        let other = if c.caller.side == from {
+            &mut c.callee
+        } else {
+            &mut c.caller
+        };
+        other.cseq += 1;
+        let contact = (method == "INVITE"
+            || method == "UPDATE"
+            || method == "SUBSCRIBE"
+            || method == "REFER")
+            .then(|| addrs.contact(other.side));
+        let Some(req) = build_request(
+            &method,
+            &other.remote_target,
+            other,
+            other.cseq,
+            addrs.via(other.side),
+            contact.as_deref(),
+            &copied(msg, REQUEST_COPY),
+            &body,
+        ) else {
+            self.tx
+                .respond(now, tx, response(msg, 500, "Server Internal Error", None));
+            return;
+        };
+        let peer = other.peer;
+        let ctx = self.tx.request(now, req, peer);
+        self.calls.by_client.insert(
+            ctx,
+            (
+                id,
+                Purpose::Relay {
+                    server: tx,
+                    sdp_offer,
+                },
+            ),
+        );
+        // Remember the request to answer it: stored in the transaction mapping via server tx.
+        self.relayed.insert(tx, msg.clone());
+    }
+
+    pub(crate) fn call_response(&mut self, now: Instant, tx: ClientTx, msg: Message) {
+        let addrs = self.addrs();
+        let code = msg.code().unwrap_or(500);
+        let Some((id, purpose)) = self.calls.by_client.get(&tx).cloned() else {
+            return;
+        };
+        if code >= 200 {
+            self.calls.by_client.remove(&tx);
+        }
+        match purpose {
+            Purpose::Own => {
+                if matches!(self.calls.calls.get(&id), Some(c) if c.state == State::Ended)
+                    && code >= 200
+                {
+                    self.calls.remove(id);
+                }
+            }
+            Purpose::Invite { server } => self.invite_response(now, id, server, msg),
+            Purpose::Relay { server, sdp_offer } => {
+                let Some(req) = self.relayed.get(&server).cloned() else {
+                    return;
+                };
+                if code >= 200 {
+                    self.relayed.remove(&server);
+                }
+                let Some(c) = self.calls.calls.get_mut(&id) else {
+                    return;
+                };
+                let key = c.key.clone();
+                let (tag, other_side) = match req.headers.get_raw(&Name::CALL_ID).next() {
+                    Some(cid) if cid.as_str() == c.caller.call_id => {
+                        (c.caller.local_tag.clone(), c.callee.side)
+                    }
+                    _ => (c.callee.local_tag.clone(), c.caller.side),
+                };
+                let mut r = response(&req, code, &reason_of(&msg), Some(&tag));
+                copy_named(&msg.headers, &mut r.headers, RESPONSE_COPY);
+                if (200..300).contains(&code) && req.method() == Some(&Method::INVITE) {
+                    // ACK the re-INVITE's 2xx on the far leg; the near leg's ACK is absorbed.
+                    let leg = if other_side == c.caller.side {
+                        &c.caller
+                    } else {
+                        &c.callee
+                    };
+                    let cseq = msg.cseq().map(|x| x.cseq).unwrap_or(leg.cseq);
+                    if let Some(ack) = build_request(
+                        "ACK",
+                        &leg.remote_target,
+                        leg,
+                        cseq,
+                        addrs.via(leg.side),
+                        None,
+                        &[],
+                        &[],
+                    ) {
+                        self.tx.send(&ack, leg.peer);
+                    }
+                    r.headers.insert(
+                        Name::CONTACT,
+                        format!(
+                            "<{}>",
+                            addrs.contact(if other_side == Side::Lan {
+                                Side::Wan
+                            } else {
+                                Side::Lan
+                            })
+                        ),
+                    );
+                }
+                if sdp_offer && is_sdp(&msg) && (200..300).contains(&code) {
+                    match self.media.answer(&key, other_side, &msg.body) {
+                        Ok(b) => r.body = Bytes::from(b),
+                        Err(e) => tracing::warn!(%key, error = %e, "media answer refused"),
+                    }
+                } else if !sdp_offer {
+                    r.body = msg.body.clone();
+                }
+                self.tx.respond(now, server, r);
+            }
+        }
+    }
+
+    fn invite_response(&mut self, now: Instant, id: u64, server: ServerTx, msg: Message) {
+        let addrs = self.addrs();
+        let code = msg.code().unwrap_or(500);
+        if code == 100 {
+            return;
+        }
+        let contact = self.contact_for_caller(id);
+        let Some(c) = self.calls.calls.get_mut(&id) else {
+            return;
+        };
+        let to_tag = header(&msg, Name::TO)
+            .and_then(|t| name_addr::parse(&t))
+            .and_then(|t| t.tag().map(str::to_string));
+        let Some(inv) = c.caller_invite.as_ref().map(|(_, m)| m.clone()) else {
+            // The caller cancelled: a 2xx crossing the CANCEL is ACKed and ended.
+            if (200..300).contains(&code) {
+                c.callee.remote_tag = to_tag;
+                if let Some(t) = header(&msg, Name::CONTACT).and_then(|v| name_addr::parse(&v)) {
+                    c.callee.remote_target = t.uri;
+                }
+                let cseq = c.callee.cseq;
+                let leg = c.callee.clone();
+                if let Some(ack) = build_request(
+                    "ACK",
+                    &leg.remote_target,
+                    &leg,
+                    cseq,
+                    addrs.via(leg.side),
+                    None,
+                    &[],
+                    &[],
+                ) {
+                    self.tx.send(&ack, leg.peer);
+                }
+                let c = self.calls.calls.get_mut(&id).expect("present");
+                c.callee.cseq += 1;
+                let leg = c.callee.clone();
+                if let Some(bye) = build_request(
+                    "BYE",
+                    &leg.remote_target,
+                    &leg,
+                    leg.cseq,
+                    addrs.via(leg.side),
+                    None,
+                    &[],
+                    &[],
+                ) {
+                    let ctx = self.tx.request(now, bye, leg.peer);
+                    self.calls.by_client.insert(ctx, (id, Purpose::Own));
+                }
+                c.state = State::Ended;
+                tracing::info!(key = %c.key, "answer crossed the CANCEL: ACKed and ended");
+            } else if code >= 200 {
+                let key = c.key.clone();
+                self.media.release(&key);
+                self.calls.remove(id);
+            }
+            return;
+        };
+        let key = c.key.clone();
+        let mut r = response(&inv, code, &reason_of(&msg), Some(&c.caller.local_tag));
+        copy_named(&msg.headers, &mut r.headers, RESPONSE_COPY);
+        if code < 300 {
+            c.callee.remote_tag = to_tag.clone();
+            if let Some(t) = header(&msg, Name::CONTACT).and_then(|v| name_addr::parse(&v)) {
+                c.callee.remote_target = t.uri;
+            }
+            r.headers.insert(Name::CONTACT, format!("<{contact}>"));
+            if is_sdp(&msg) {
+                let answer = match &c.early_answer {
+                    Some(prev) if code >= 200 => Ok(prev.clone()),
+                    _ => self.media.answer(&key, c.callee.side, &msg.body),
+                };
+                match answer {
+                    Ok(b) => {
+                        if code < 200 {
+                            c.early_answer = Some(b.clone());
+                        }
+                        r.body = Bytes::from(b);
+                    }
+                    Err(e) => tracing::warn!(%key, error = %e, "media answer refused"),
+                }
+            }
+        }
+        match code {
+            101..=199 => self.tx.respond(now, server, r),
+            200..=299 => {
+                c.state = State::Confirmed;
+                c.answered = Some(now);
+                c.caller_invite = None;
+                let leg = c.callee.clone();
+                let cseq = msg.cseq().map(|x| x.cseq).unwrap_or(leg.cseq);
+                if let Some(ack) = build_request(
+                    "ACK",
+                    &leg.remote_target,
+                    &leg,
+                    cseq,
+                    addrs.via(leg.side),
+                    None,
+                    &[],
+                    &[],
+                ) {
+                    self.tx.send(&ack, leg.peer);
+                    if let Some(c) = self.calls.calls.get_mut(&id) {
+                        c.ack = Some(ack.to_bytes());
+                    }
+                }
+                tracing::info!(%key, "call answered");
+                self.tx.respond(now, server, r);
+            }
+            401 | 407 if c.caller.side == Side::Lan => {
+                c.state = State::Challenged;
+                c.caller_invite = None;
+                self.tx.respond(now, server, r);
+            }
+            _ => {
+                tracing::info!(%key, code, reason = %reason_of(&msg), "call failed");
+                self.tx.respond(now, server, r);
+                self.media.release(&key);
+                self.calls.remove(id);
+            }
+        }
+    }
+
+    fn contact_for_caller(&self, id: u64) -> String {
+        let addrs = self.addrs();
+        let side = self
+            .calls
+            .calls
+            .get(&id)
+            .map_or(Side::Lan, |c| c.caller.side);
+        addrs.contact(side)
+    }
+
+    pub(crate) fn call_timeout(&mut self, now: Instant, tx: ClientTx) {
+        let Some((id, purpose)) = self.calls.by_client.remove(&tx) else {
+            return;
+        };
+        match purpose {
+            Purpose::Invite { server } => {
+                if let Some(c) = self.calls.calls.get(&id) {
+                    if let Some((_, inv)) = &c.caller_invite {
+                        let r = response(inv, 408, "Request Timeout", Some(&c.caller.local_tag));
+                        self.tx.respond(now, server, r);
+                    }
+                    let key = c.key.clone();
+                    tracing::warn!(%key, "no answer to the INVITE");
+                    self.media.release(&key);
+                }
+                self.calls.remove(id);
+            }
+            Purpose::Relay { server, .. } => {
+                if let Some(req) = self.relayed.remove(&server) {
+                    self.tx.respond(
+                        now,
+                        server,
+                        response(&req, 408, "Request Timeout", Some(&random_token(8))),
+                    );
+                }
+            }
+            Purpose::Own => {
+                if matches!(self.calls.calls.get(&id), Some(c) if c.state == State::Ended) {
+                    self.calls.remove(id);
+                }
+            }
+        }
+    }
+
+    /// An ACK for a 2xx: absorbed (the B2BUA ACKed the far leg itself), unless it carries SDP
+    /// for a late offer, which is not supported and logged.
+    pub(crate) fn call_ack(&mut self, _now: Instant, msg: Message, from: Peer) {
+        let call_id = msg.call_id().unwrap_or_default();
+        if self.calls.by_dialog.contains_key(&(from.side, call_id)) && is_sdp(&msg) {
+            tracing::warn!("ACK with SDP (late offer) is not relayed");
+        }
+    }
+
+    /// A retransmitted 2xx: our ACK was lost; send it again.
+    pub(crate) fn call_stray_2xx(&mut self, msg: Message, from: Peer) {
+        let call_id = msg.call_id().unwrap_or_default();
+        let Some(id) = self.calls.by_dialog.get(&(from.side, call_id)) else {
+            return;
+        };
+        if let Some(c) = self.calls.calls.get(id) {
+            if let Some(ack) = &c.ack {
+                self.out.push_back((c.callee.peer, ack.clone()));
+            }
+        }
+    }
+
+    /// Ends every call whose media timed out (reported by the relay).
+    pub fn media_timeout(&mut self, now: Instant, key: &str) {
+        let addrs = self.addrs();
+        let Some(id) = self
+            .calls
+            .calls
+            .iter()
+            .find(|(_, c)| c.key == key)
+            .map(|(id, _)| *id)
+        else {
+            return;
+        };
+        let c = self.calls.calls.get_mut(&id).expect("found");
+        if c.state != State::Confirmed {
+            return;
+        }
+        c.state = State::Ended;
+        c.end_reason = Some("no media".into());
+        for leg in [c.caller.clone(), c.callee.clone()] {
+            let cseq = leg.cseq + 1;
+            let reason = vec![(
+                "Reason".to_string(),
+                "SIP;cause=408;text=\"media timeout\"".to_string(),
+            )];
+            if let Some(bye) = build_request(
+                "BYE",
+                &leg.remote_target,
+                &leg,
+                cseq,
+                addrs.via(leg.side),
+                None,
+                &reason,
+                &[],
+            ) {
+                let ctx = self.tx.request(now, bye, leg.peer);
+                self.calls.by_client.insert(ctx, (id, Purpose::Own));
+            }
+        }
+        tracing::warn!(%key, "call ended: no media in either direction");
+        self.media.release(key);
+        self.drive(now);
+    }
+}

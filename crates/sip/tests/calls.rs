@@ -1,0 +1,412 @@
+//! Calls through the B2BUA core on a fake clock. The media relay is replaced by a recorder
+//! that rewrites the connection address the way the real relay does (the relay itself is
+//! tested in crates/media and with real packets in the lab).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sip::b2bua::{B2bua, MediaControl, Settings};
+use sip::transaction::{Peer, Side};
+
+#[derive(Default)]
+struct Recorded {
+    ops: Vec<String>,
+}
+
+struct Recorder(Arc<Mutex<Recorded>>);
+
+impl Recorder {
+    fn rewrite(from: Side, sdp: &[u8]) -> Vec<u8> {
+        let to = if from == Side::Lan {
+            "10.200.0.2"
+        } else {
+            "10.100.0.1"
+        };
+        let text = String::from_utf8_lossy(sdp);
+        text.lines()
+            .map(|l| {
+                if l.starts_with("c=IN IP4 ") {
+                    format!("c=IN IP4 {to}")
+                } else if l.starts_with("o=") {
+                    // o=<user> <id> <version> IN IP4 <address>: the relay names itself here too.
+                    let mut f: Vec<&str> = l.split(' ').collect();
+                    if let Some(last) = f.last_mut() {
+                        *last = to;
+                    }
+                    f.join(" ")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\r\n")
+            .into_bytes()
+    }
+}
+
+impl MediaControl for Recorder {
+    fn offer(&mut self, call: &str, from: Side, sdp: &[u8]) -> Result<Vec<u8>, String> {
+        self.0
+            .lock()
+            .unwrap()
+            .ops
+            .push(format!("offer {call} {from:?}"));
+        Ok(Self::rewrite(from, sdp))
+    }
+    fn answer(&mut self, call: &str, from: Side, sdp: &[u8]) -> Result<Vec<u8>, String> {
+        self.0
+            .lock()
+            .unwrap()
+            .ops
+            .push(format!("answer {call} {from:?}"));
+        Ok(Self::rewrite(from, sdp))
+    }
+    fn release(&mut self, call: &str) {
+        self.0.lock().unwrap().ops.push(format!("release {call}"));
+    }
+    fn public_address(&mut self, ip: std::net::Ipv4Addr) {
+        self.0.lock().unwrap().ops.push(format!("public {ip}"));
+    }
+}
+
+fn b2bua() -> (B2bua, Arc<Mutex<Recorded>>) {
+    let rec = Arc::new(Mutex::new(Recorded::default()));
+    let s = Settings {
+        lan: "10.100.0.1:5060".parse().unwrap(),
+        wan: "10.200.0.2:5060".parse().unwrap(),
+        upstream: "198.51.100.10:5060".parse().unwrap(),
+        domain: "198.51.100.10".into(),
+        voice_net: "10.100.0.0/24".parse().unwrap(),
+        provider_nets: vec!["198.51.100.0/24".parse().unwrap()],
+        keepalive: Duration::from_secs(20),
+    };
+    (B2bua::new(s, Box::new(Recorder(rec.clone()))), rec)
+}
+
+fn phone() -> Peer {
+    Peer {
+        side: Side::Lan,
+        addr: "10.100.0.50:5070".parse().unwrap(),
+        reliable: false,
+    }
+}
+
+fn provider() -> Peer {
+    Peer {
+        side: Side::Wan,
+        addr: "198.51.100.10:5060".parse().unwrap(),
+        reliable: false,
+    }
+}
+
+const SDP: &str = "v=0\r\no=- 1 1 IN IP4 10.100.0.50\r\ns=-\r\nc=IN IP4 10.100.0.50\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+const PSDP: &str = "v=0\r\no=- 7 7 IN IP4 198.51.100.10\r\ns=-\r\nc=IN IP4 198.51.100.10\r\nt=0 0\r\nm=audio 10000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+
+fn invite(branch: &str, cseq: u32) -> Vec<u8> {
+    format!(
+        "INVITE sip:01632960123@198.51.100.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.100.0.50:5070;branch={branch};rport\r\nFrom: \"Reception\" <sip:1001@10.100.0.50>;tag=ph1\r\nTo: <sip:01632960123@198.51.100.10>\r\nCall-ID: phone-call@10.100.0.50\r\nCSeq: {cseq} INVITE\r\nContact: <sip:1001@10.100.0.50:5070>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
+        SDP.len()
+    )
+    .into_bytes()
+}
+
+fn sent(b: &mut B2bua) -> Vec<(Peer, String)> {
+    std::iter::from_fn(|| b.poll_transmit())
+        .map(|(p, m)| (p, String::from_utf8(m).unwrap()))
+        .collect()
+}
+
+fn to(out: &[(Peer, String)], p: Peer) -> Vec<String> {
+    out.iter()
+        .filter(|(x, _)| *x == p)
+        .map(|(_, m)| m.clone())
+        .collect()
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+    msg.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
+        .unwrap_or_else(|| panic!("no {name} in\n{msg}"))
+}
+
+/// A response to `req` from its receiver, with the given To tag, extra headers and body.
+fn answer(req: &str, status: &str, tag: &str, extra: &str, body: &str) -> Vec<u8> {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for name in ["Via", "From", "Call-ID", "CSeq"] {
+        out += &format!("{name}: {}\r\n", header(req, name));
+    }
+    let to = header(req, "To");
+    let to = if to.contains(";tag=") {
+        to.to_string()
+    } else {
+        format!("{to};tag={tag}")
+    };
+    out += &format!("To: {to}\r\n{extra}");
+    if !body.is_empty() {
+        out += "Content-Type: application/sdp\r\n";
+    }
+    out += &format!("Content-Length: {}\r\n\r\n{body}", body.len());
+    out.into_bytes()
+}
+
+/// An in-dialog request from the provider on the dialog of `ok` (its 200 to our INVITE).
+fn provider_request(method: &str, ok_from_provider: &str, cseq: u32) -> Vec<u8> {
+    format!(
+        "{method} sip:voxgate@10.200.0.2:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.10:5060;branch=z9hG4bKpv{cseq}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        header(ok_from_provider, "To"),
+        header(ok_from_provider, "From"),
+        header(ok_from_provider, "Call-ID"),
+    )
+    .into_bytes()
+}
+
+#[test]
+fn outbound_call_answered_and_hung_up_by_the_phone() {
+    let t0 = Instant::now();
+    let (mut b, rec) = b2bua();
+    b.receive(t0, &invite("z9hG4bKi1", 1), phone());
+    let out = sent(&mut b);
+    assert!(to(&out, phone())[0].starts_with("SIP/2.0 100 Trying"));
+    let up = to(&out, provider()).remove(0);
+    assert!(
+        up.starts_with("INVITE sip:01632960123@198.51.100.10 SIP/2.0"),
+        "{up}"
+    );
+    assert!(!up.contains("10.100.0."), "topology hidden upstream:\n{up}");
+    assert!(
+        up.contains("c=IN IP4 10.200.0.2"),
+        "SDP names the box's WAN side"
+    );
+    assert!(header(&up, "From").starts_with("\"Reception\" <sip:1001@198.51.100.10>;tag="));
+
+    b.receive(
+        t0,
+        &answer(
+            &up,
+            "180 Ringing",
+            "pv",
+            "Contact: <sip:bob@198.51.100.10:5060>\r\n",
+            "",
+        ),
+        provider(),
+    );
+    let ringing = to(&sent(&mut b), phone()).remove(0);
+    assert!(ringing.starts_with("SIP/2.0 180 Ringing"));
+    let phone_tag = header(&ringing, "To")
+        .split("tag=")
+        .nth(1)
+        .unwrap()
+        .to_string();
+
+    b.receive(
+        t0,
+        &answer(
+            &up,
+            "200 OK",
+            "pv",
+            "Contact: <sip:bob@198.51.100.10:5060>\r\n",
+            PSDP,
+        ),
+        provider(),
+    );
+    let out = sent(&mut b);
+    let ack = to(&out, provider()).remove(0);
+    assert!(
+        ack.starts_with("ACK sip:bob@198.51.100.10:5060 SIP/2.0"),
+        "{ack}"
+    );
+    let ok = to(&out, phone()).remove(0);
+    assert!(ok.starts_with("SIP/2.0 200 OK"));
+    assert!(
+        ok.contains("c=IN IP4 10.100.0.1"),
+        "answer names the box's LAN side:\n{ok}"
+    );
+    assert_eq!(header(&ok, "Contact"), "<sip:voxgate@10.100.0.1:5060>");
+    assert!(
+        header(&ok, "To").ends_with(&format!("tag={phone_tag}")),
+        "same tag as the 180"
+    );
+    assert_eq!(b.calls(t0)[0].state, "confirmed");
+
+    // The phone's ACK is absorbed; its BYE is answered and relayed.
+    let ack = format!("ACK sip:voxgate@10.100.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.100.0.50:5070;branch=z9hG4bKa1\r\nFrom: \"Reception\" <sip:1001@10.100.0.50>;tag=ph1\r\nTo: {}\r\nCall-ID: phone-call@10.100.0.50\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n", header(&ok, "To"));
+    b.receive(t0, ack.as_bytes(), phone());
+    assert!(sent(&mut b).is_empty());
+    let bye = ack
+        .replace("ACK sip", "BYE sip")
+        .replace("1 ACK", "2 BYE")
+        .replace("z9hG4bKa1", "z9hG4bKb1");
+    b.receive(t0 + Duration::from_secs(30), bye.as_bytes(), phone());
+    let out = sent(&mut b);
+    assert!(to(&out, phone())[0].starts_with("SIP/2.0 200 OK"));
+    let up_bye = to(&out, provider()).remove(0);
+    assert!(
+        up_bye.starts_with("BYE sip:bob@198.51.100.10:5060 SIP/2.0"),
+        "{up_bye}"
+    );
+    assert_eq!(header(&up_bye, "Call-ID"), header(&up, "Call-ID"));
+    b.receive(
+        t0 + Duration::from_secs(30),
+        &answer(&up_bye, "200 OK", "pv", "", ""),
+        provider(),
+    );
+    assert!(
+        b.calls(t0).is_empty(),
+        "call removed after the BYE's answer"
+    );
+    let ops = rec.lock().unwrap().ops.clone();
+    assert_eq!(
+        ops,
+        vec!["offer call-1 Lan", "answer call-1 Wan", "release call-1"]
+    );
+}
+
+#[test]
+fn busy_and_cancel() {
+    let t0 = Instant::now();
+    let (mut b, rec) = b2bua();
+    b.receive(t0, &invite("z9hG4bKi2", 1), phone());
+    let up = to(&sent(&mut b), provider()).remove(0);
+    b.receive(t0, &answer(&up, "486 Busy Here", "pv", "", ""), provider());
+    let out = sent(&mut b);
+    assert!(
+        to(&out, provider())[0].starts_with("ACK "),
+        "hop-by-hop ACK upstream"
+    );
+    assert!(to(&out, phone())[0].starts_with("SIP/2.0 486 Busy Here"));
+    assert!(b.calls(t0).is_empty());
+    assert_eq!(rec.lock().unwrap().ops.last().unwrap(), "release call-1");
+
+    // CANCEL before the answer: 200 to the CANCEL, 487 to the INVITE, CANCEL upstream.
+    let inv = String::from_utf8(invite("z9hG4bKi3", 1))
+        .unwrap()
+        .replace("phone-call@", "second@");
+    b.receive(t0, inv.as_bytes(), phone());
+    let up = to(&sent(&mut b), provider()).remove(0);
+    let cancel = inv
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("1 INVITE", "1 CANCEL")
+        .replace("Content-Type: application/sdp\r\n", "")
+        .replace(
+            &format!("Content-Length: {}", SDP.len()),
+            "Content-Length: 0",
+        )
+        + "\r\n\r\n";
+    b.receive(t0, cancel.as_bytes(), phone());
+    let out = to(&sent(&mut b), phone());
+    assert!(out
+        .iter()
+        .any(|m| m.starts_with("SIP/2.0 200 OK") && m.contains("CANCEL")));
+    assert!(out.iter().any(|m| m.starts_with("SIP/2.0 487")));
+    // The provider answers 200 anyway (the race): the box ACKs and hangs up that leg.
+    b.receive(
+        t0,
+        &answer(
+            &up,
+            "200 OK",
+            "pv",
+            "Contact: <sip:bob@198.51.100.10>\r\n",
+            PSDP,
+        ),
+        provider(),
+    );
+    let out = to(&sent(&mut b), provider());
+    assert!(
+        out.iter()
+            .any(|m| m.starts_with("ACK sip:bob@198.51.100.10")),
+        "{out:?}"
+    );
+    assert!(
+        out.iter()
+            .any(|m| m.starts_with("BYE sip:bob@198.51.100.10")),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn inbound_call_reaches_the_registered_phone_and_the_provider_hangs_up() {
+    let t0 = Instant::now();
+    let (mut b, _) = b2bua();
+    // Register the phone first.
+    let reg = "REGISTER sip:198.51.100.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.100.0.50:5070;branch=z9hG4bKr1\r\nFrom: <sip:1001@198.51.100.10>;tag=r1\r\nTo: <sip:1001@198.51.100.10>\r\nCall-ID: reg1\r\nCSeq: 1 REGISTER\r\nContact: <sip:1001@10.100.0.50:5070>\r\nExpires: 300\r\nContent-Length: 0\r\n\r\n";
+    b.receive(t0, reg.as_bytes(), phone());
+    let up = to(&sent(&mut b), provider()).remove(0);
+    let contact = header(&up, "Contact").to_string();
+    b.receive(
+        t0,
+        &answer(
+            &up,
+            "200 OK",
+            "rg",
+            &format!("Contact: {contact};expires=300\r\n"),
+            "",
+        ),
+        provider(),
+    );
+    sent(&mut b);
+    let token_uri = contact
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let inv = format!("INVITE {token_uri} SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.10:5060;branch=z9hG4bKin1\r\nFrom: \"01632 960999\" <sip:01632960999@198.51.100.10>;tag=pf\r\nTo: <sip:1001@198.51.100.10>\r\nCall-ID: prov-call-1\r\nCSeq: 10 INVITE\r\nContact: <sip:gw@198.51.100.10:5060>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{PSDP}", PSDP.len());
+    b.receive(t0, inv.as_bytes(), provider());
+    let out = sent(&mut b);
+    let down = to(&out, phone()).remove(0);
+    assert!(
+        down.starts_with("INVITE sip:1001@10.100.0.50:5070 SIP/2.0"),
+        "{down}"
+    );
+    assert!(down.contains("c=IN IP4 10.100.0.1"));
+    assert!(header(&down, "From").starts_with("\"01632 960999\" <sip:01632960999@198.51.100.10>"));
+    b.receive(
+        t0,
+        &answer(
+            &down,
+            "200 OK",
+            "ph",
+            "Contact: <sip:1001@10.100.0.50:5070>\r\n",
+            SDP,
+        ),
+        phone(),
+    );
+    let out = sent(&mut b);
+    assert!(to(&out, phone())[0].starts_with("ACK sip:1001@10.100.0.50:5070"));
+    let ok = to(&out, provider()).remove(0);
+    assert!(
+        ok.starts_with("SIP/2.0 200 OK") && ok.contains("c=IN IP4 10.200.0.2"),
+        "{ok}"
+    );
+    assert!(!ok.contains("10.100.0."), "{ok}");
+
+    // BYE from the provider reaches the phone.
+    let bye = provider_request(
+        "BYE",
+        &String::from_utf8_lossy(&answer(
+            &inv,
+            "200 OK",
+            header(&ok, "To").split("tag=").nth(1).unwrap(),
+            "",
+            "",
+        )),
+        11,
+    );
+    b.receive(t0 + Duration::from_secs(5), &bye, provider());
+    let out = sent(&mut b);
+    assert!(to(&out, provider())[0].starts_with("SIP/2.0 200 OK"));
+    assert!(to(&out, phone())[0].starts_with("BYE sip:1001@10.100.0.50:5070"));
+
+    // A call for an unknown contact is refused.
+    let stray = inv
+        .replace(&token_uri, "sip:nobody@10.200.0.2:5060")
+        .replace("prov-call-1", "prov-call-2")
+        .replace("z9hG4bKin1", "z9hG4bKin2");
+    b.receive(t0, stray.as_bytes(), provider());
+    let out = to(&sent(&mut b), provider());
+    assert!(out.iter().any(|m| m.starts_with("SIP/2.0 404")), "{out:?}");
+}
