@@ -942,14 +942,41 @@ fn check_provider(cfg: &Config, profile: &Profile, out: &mut Vec<Issue>) {
                 "renumber the voice LAN (interfaces.lan.address)",
             ));
         }
-        for (m, other) in profile.networks[..n].iter().enumerate() {
-            if net.cidr.overlaps(&other.cidr) {
+    }
+    // Overlaps between published networks, in O(n log n): allowlists of thousands of entries
+    // must validate quickly. Sorted by first address, a network overlaps an earlier one exactly
+    // when it starts before the furthest end seen so far.
+    let span = |c: &crate::types::IpCidr| -> (bool, u128, u128) {
+        match c.0 {
+            ipnet::IpNet::V4(n) => (
+                false,
+                u32::from(n.network()).into(),
+                u32::from(n.broadcast()).into(),
+            ),
+            ipnet::IpNet::V6(n) => (true, n.network().into(), n.broadcast().into()),
+        }
+    };
+    let mut order: Vec<usize> = (0..profile.networks.len()).collect();
+    order.sort_by_key(|&i| span(&profile.networks[i].cidr));
+    let mut reach: Option<(bool, u128, usize)> = None;
+    for &i in &order {
+        let (v6, start, end) = span(&profile.networks[i].cidr);
+        match reach {
+            Some((rv6, rend, j)) if rv6 == v6 && start <= rend => {
+                let (later, earlier) = if i > j { (i, j) } else { (j, i) };
                 out.push(in_profile(
-                    p.clone(),
-                    format!("{} overlaps networks[{m}] ({})", net.cidr, other.cidr),
+                    Path::of(&["networks"]).index(later).key("cidr"),
+                    format!(
+                        "{} overlaps networks[{earlier}] ({})",
+                        profile.networks[later].cidr, profile.networks[earlier].cidr
+                    ),
                     "list each network once; merge overlapping entries",
                 ));
+                if end > rend {
+                    reach = Some((v6, end, i));
+                }
             }
+            _ => reach = Some((v6, end, i)),
         }
     }
     if profile.networks.is_empty() {

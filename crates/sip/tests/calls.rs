@@ -410,3 +410,55 @@ fn inbound_call_reaches_the_registered_phone_and_the_provider_hangs_up() {
     let out = to(&sent(&mut b), provider());
     assert!(out.iter().any(|m| m.starts_with("SIP/2.0 404")), "{out:?}");
 }
+
+/// The stable stand-in for `cargo fuzz run message` (fuzz/): mutated INVITEs, responses and
+/// in-dialog requests from both sides through the whole core. Nothing may panic.
+#[test]
+fn mutated_dialogs_never_panic() {
+    let t0 = Instant::now();
+    let (mut b, _) = b2bua();
+    let seeds: Vec<Vec<u8>> = vec![
+        invite("z9hG4bKf1", 1),
+        answer(
+            &String::from_utf8(invite("z9hG4bKf1", 1)).unwrap(),
+            "200 OK",
+            "x",
+            "Contact: <sip:a@198.51.100.10>\r\n",
+            PSDP,
+        ),
+        provider_request(
+            "BYE",
+            &String::from_utf8_lossy(&answer(
+                &String::from_utf8(invite("z9hG4bKf1", 1)).unwrap(),
+                "200 OK",
+                "x",
+                "",
+                "",
+            )),
+            3,
+        ),
+    ];
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..4000u64 {
+        let mut m = seeds[(next() % seeds.len() as u64) as usize].clone();
+        for _ in 0..(next() % 6 + 1) {
+            let i = (next() as usize) % m.len().max(1);
+            match next() % 3 {
+                0 if !m.is_empty() => m[i] = next() as u8,
+                1 => m.truncate(i.max(1)),
+                _ => m.insert(i.min(m.len()), b";:<>\"\r\n @="[(next() % 10) as usize]),
+            }
+        }
+        let peer = if next() % 2 == 0 { phone() } else { provider() };
+        b.receive(t0 + Duration::from_millis(round), &m, peer);
+        while b.poll_transmit().is_some() {}
+    }
+    b.handle_timeout(t0 + Duration::from_secs(120));
+    while b.poll_transmit().is_some() {}
+}

@@ -339,3 +339,82 @@ fn allowlist_import_shows_the_diff_and_installs() {
     let out = run(&["--yes"], "");
     assert!(String::from_utf8_lossy(&out.stderr).contains("but the configuration uses \"lab\""));
 }
+
+#[test]
+fn a_phone_gets_a_lease_from_the_daemon_and_support_can_release_it() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let b = Box_::new();
+    std::fs::write(b.config(), config::LAB_CONFIG).unwrap();
+    let _daemon = b.start(&lab);
+    let sock = b.socket();
+    wait_status(&sock, Duration::from_secs(10), "dhcp running", |s| {
+        service(s, "dhcp")["state"] == "running"
+    });
+    // udhcpc with a script that changes nothing: the lease is what we look at.
+    let out = lab
+        .exec(
+            Node::Phone,
+            &[
+                "udhcpc",
+                "-i",
+                "eth0",
+                "-n",
+                "-q",
+                "-f",
+                "-s",
+                "/bin/true",
+                "-t",
+                "5",
+                "-T",
+                "1",
+            ],
+        )
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "udhcpc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let phone_mac = lab
+        .run_ok(Node::Phone, &["cat", "/sys/class/net/eth0/address"])
+        .unwrap()
+        .trim()
+        .to_string();
+    let leases: Value = serde_json::from_slice(&cli(&sock, &["leases", "--json"]).stdout).unwrap();
+    let lease = leases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["mac"] == phone_mac.as_str())
+        .unwrap_or_else(|| panic!("no lease for {phone_mac}: {leases:#}"));
+    assert_eq!(lease["state"], "bound");
+    let addr: std::net::Ipv4Addr = lease["address"].as_str().unwrap().parse().unwrap();
+    assert!(
+        (100..=199).contains(&addr.octets()[3]),
+        "from the lab pool: {addr}"
+    );
+    let text = String::from_utf8(cli(&sock, &["leases"]).stdout).unwrap();
+    assert!(
+        text.contains(&phone_mac) && text.contains("bound"),
+        "{text}"
+    );
+    // Support frees it.
+    let out = cli(&sock, &["leases", "release", &phone_mac]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&addr.to_string()));
+    let leases: Value = serde_json::from_slice(&cli(&sock, &["leases", "--json"]).stdout).unwrap();
+    let lease = leases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["mac"] == phone_mac.as_str())
+        .unwrap();
+    assert_eq!(lease["state"], "released");
+    let out = cli(&sock, &["leases", "release", "not-a-mac"]);
+    assert!(!out.status.success());
+}

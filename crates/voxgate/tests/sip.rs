@@ -451,3 +451,85 @@ fn inbound_call(idle: Duration) {
     );
     wait_calls_empty(&sock);
 }
+
+/// Audio through the relay both ways: the phone plays G.711 RTP, the provider echoes it, and
+/// `voxgate calls` shows both directions counting while the call is up.
+#[test]
+fn call_audio_flows_both_ways_through_the_relay() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let b = running_box(&lab);
+    let provider_log = b.dir.path().join("provider.log");
+    let mut uas = sipp_bg(
+        &lab,
+        Node::Provider, // Its media port must be in the lab profile's RTP range: the box's firewall sends
+        // nowhere else.
+        &[
+            "-sn",
+            "uas",
+            "-rtp_echo",
+            "-mp",
+            "10000",
+            "-i",
+            "198.51.100.10",
+            "-p",
+            "5060",
+            "-m",
+            "1",
+        ],
+        &provider_log,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let phone_log = b.dir.path().join("phone.log");
+    let mut uac = sipp_bg(
+        &lab,
+        Node::Phone,
+        &[
+            "-sf",
+            &scenario("uac_rtp.xml"),
+            "10.100.0.1:5060",
+            "-i",
+            "10.100.0.50",
+            "-p",
+            "5070",
+            "-s",
+            "01632960123",
+            "-m",
+            "1",
+            "-mi",
+            "10.100.0.50",
+        ],
+        &phone_log,
+    );
+    let sock = b.socket();
+    let t0 = std::time::Instant::now();
+    let mut last = Value::Null;
+    let mut flowing = false;
+    while t0.elapsed() < Duration::from_secs(6) && !flowing {
+        std::thread::sleep(Duration::from_millis(200));
+        let out = cli(&sock, &["calls", "--json"]);
+        last = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let s = &last[0]["media"]["streams"][0];
+        let up = s["lan"]["received"]["packets"].as_u64().unwrap_or(0);
+        let down = s["wan"]["received"]["packets"].as_u64().unwrap_or(0);
+        flowing = up >= 50 && down >= 50;
+    }
+    assert!(
+        flowing,
+        "audio did not flow both ways: {last:#}\ndaemon:\n{}",
+        b.log()
+    );
+    let s = &last[0]["media"]["streams"][0];
+    assert_eq!(s["lan"]["latched"], true);
+    assert_eq!(s["wan"]["latched"], true);
+    assert_eq!(s["wan"]["dropped_foreign"], 0);
+    let phone_ok = uac.wait_timeout(Duration::from_secs(15)).unwrap();
+    let prov_ok = uas.wait_timeout(Duration::from_secs(5)).unwrap();
+    assert!(
+        phone_ok.is_some_and(|s| s.success()),
+        "phone side failed:\n{}",
+        std::fs::read_to_string(&phone_log).unwrap_or_default()
+    );
+    assert!(prov_ok.is_some_and(|s| s.success()), "provider side failed");
+    wait_calls_empty(&sock);
+}
