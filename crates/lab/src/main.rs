@@ -71,6 +71,113 @@ fn demo(voxgate: &Path, hold: Option<u64>) -> Result<bool> {
     ok
 }
 
+/// Runs `voxgate ARGS --socket S` in the box and prints what it says.
+fn show(lab: &Lab, vg: &str, socket: &str, args: &[&str]) -> Result<bool> {
+    step(&format!("voxgate {}", args.join(" ")));
+    let mut argv = vec![vg, "--socket", socket];
+    argv.extend_from_slice(args);
+    let out = lab.exec(Node::Box, &argv)?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    Ok(out.status.success())
+}
+
+/// What a phone does on the voice LAN: take an address from the box's DHCP server, then place
+/// a call with audio through the box to the lab provider (sipp on both ends, the provider
+/// echoing the audio), while `voxgate` shows leases, calls and the firewall's flows.
+fn phone_activity(lab: &Lab, vg: &str, socket: &str) -> Result<bool> {
+    let mut ok = true;
+    step("the phone asks for an address (udhcpc in the phone namespace)");
+    let out = lab.exec(
+        Node::Phone,
+        &[
+            "udhcpc",
+            "-i",
+            "eth0",
+            "-n",
+            "-q",
+            "-f",
+            "-s",
+            "/bin/true",
+            "-t",
+            "5",
+            "-T",
+            "1",
+        ],
+    )?;
+    print!("{}", String::from_utf8_lossy(&out.stderr));
+    ok &= out.status.success();
+    ok &= show(lab, vg, socket, &["leases"])?;
+
+    let scenario = Path::new("tests/sipp/uac_rtp.xml");
+    if !scenario.exists() {
+        println!(
+            "(no {} here: run the demo from the repository root to see a call)",
+            scenario.display()
+        );
+        return Ok(ok);
+    }
+    step("a call with audio: phone (sipp) -> box -> provider (sipp, echoing the audio)");
+    let mut uas = lab.command(Node::Provider, "sipp");
+    uas.args([
+        "-sn",
+        "uas",
+        "-rtp_echo",
+        "-mp",
+        "10000",
+        "-i",
+        "198.51.100.10",
+        "-p",
+        "5060",
+        "-m",
+        "1",
+        "-nostdin",
+        "-timeout",
+        "20s",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    let mut uas = lab.spawn(Node::Provider, uas)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let mut uac = lab.command(Node::Phone, "sipp");
+    uac.arg("-sf")
+        .arg(scenario)
+        .args([
+            "10.100.0.1:5060",
+            "-i",
+            "10.100.0.50",
+            "-p",
+            "5070",
+            "-s",
+            "01632960123",
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "20s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut uac = lab.spawn(Node::Phone, uac)?;
+    std::thread::sleep(Duration::from_secs(2));
+    ok &= show(lab, vg, socket, &["calls"])?;
+    ok &= show(lab, vg, socket, &["calls", "--json"])?;
+    let phone = uac.wait_timeout(Duration::from_secs(15))?;
+    let provider = uas.wait_timeout(Duration::from_secs(5))?;
+    let call_ok = phone.is_some_and(|s| s.success()) && provider.is_some_and(|s| s.success());
+    println!(
+        "call {}",
+        if call_ok {
+            "completed: answered, audio both ways, hung up by the phone"
+        } else {
+            "FAILED"
+        }
+    );
+    ok &= call_ok;
+    ok &= show(lab, vg, socket, &["rules", "explain", "--config", "@lab"])?;
+    Ok(ok)
+}
+
 fn run_daemon(lab: &Lab, voxgate: &Path, tmp: &Path, hold: Option<u64>) -> Result<bool> {
     let socket = tmp.join("control.sock");
     let socket_arg = socket.to_string_lossy().into_owned();
@@ -111,6 +218,8 @@ fn run_daemon(lab: &Lab, voxgate: &Path, tmp: &Path, hold: Option<u64>) -> Resul
             ok = false;
         }
     }
+
+    ok &= phone_activity(lab, &vg, &socket_arg)?;
 
     step("the lab");
     print!("{lab}");

@@ -127,17 +127,27 @@ pub fn calls(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
             return;
         }
         println!(
-            "{:<10} {:<9} {:<10} {:>8}  {:<34} TO",
-            "CALL", "DIRECTION", "STATE", "TALK", "FROM"
+            "{:<10} {:<9} {:<10} {:>7}  {:<12} {:<12} {:<30} TO",
+            "CALL", "DIRECTION", "STATE", "TALK", "FROM PHONE", "FROM PROV.", "FROM"
         );
         for c in calls {
             let s = |k: &str| c[k].as_str().unwrap_or("-").to_string();
+            // Loss and MOS of the audio reaching the box from each side (first stream).
+            let leg = |side: &str| {
+                let r = &c["media"]["streams"][0][side]["received"];
+                match (r["loss_percent"].as_f64(), r["mos"].as_f64()) {
+                    (Some(l), Some(m)) => format!("{l:.1}% {m:.1}"),
+                    _ => "-".into(),
+                }
+            };
             println!(
-                "{:<10} {:<9} {:<10} {:>8}  {:<34} {}",
+                "{:<10} {:<9} {:<10} {:>7}  {:<12} {:<12} {:<30} {}",
                 s("key"),
                 s("direction"),
                 s("state"),
                 ago(c["talk_secs"].as_u64().unwrap_or(0)),
+                leg("lan"),
+                leg("wan"),
                 s("from"),
                 s("to")
             );
