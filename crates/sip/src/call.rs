@@ -291,6 +291,26 @@ fn build_request(
     }
 }
 
+/// An in-dialog request without Contact or body (ACK, BYE) on `leg`, to its remote target.
+fn in_dialog(
+    addrs: Addrs,
+    method: &str,
+    leg: &Leg,
+    cseq: u32,
+    extra: &[(String, String)],
+) -> Option<Message> {
+    build_request(
+        method,
+        &leg.remote_target,
+        leg,
+        cseq,
+        addrs.via(leg.side),
+        None,
+        extra,
+        &[],
+    )
+}
+
 fn copied(msg: &Message, names: &[&str]) -> Vec<(String, String)> {
     msg.headers
         .iter()
@@ -797,16 +817,7 @@ impl B2bua {
                         &c.callee
                     };
                     let cseq = msg.cseq().map(|x| x.cseq).unwrap_or(leg.cseq);
-                    if let Some(ack) = build_request(
-                        "ACK",
-                        &leg.remote_target,
-                        leg,
-                        cseq,
-                        addrs.via(leg.side),
-                        None,
-                        &[],
-                        &[],
-                    ) {
+                    if let Some(ack) = in_dialog(addrs, "ACK", leg, cseq, &[]) {
                         self.tx.send(&ack, leg.peer);
                     }
                     r.headers.insert(
@@ -856,31 +867,13 @@ impl B2bua {
                 }
                 let cseq = c.callee.cseq;
                 let leg = c.callee.clone();
-                if let Some(ack) = build_request(
-                    "ACK",
-                    &leg.remote_target,
-                    &leg,
-                    cseq,
-                    addrs.via(leg.side),
-                    None,
-                    &[],
-                    &[],
-                ) {
+                if let Some(ack) = in_dialog(addrs, "ACK", &leg, cseq, &[]) {
                     self.tx.send(&ack, leg.peer);
                 }
                 let c = self.calls.calls.get_mut(&id).expect("present");
                 c.callee.cseq += 1;
                 let leg = c.callee.clone();
-                if let Some(bye) = build_request(
-                    "BYE",
-                    &leg.remote_target,
-                    &leg,
-                    leg.cseq,
-                    addrs.via(leg.side),
-                    None,
-                    &[],
-                    &[],
-                ) {
+                if let Some(bye) = in_dialog(addrs, "BYE", &leg, leg.cseq, &[]) {
                     let ctx = self.tx.request(now, bye, leg.peer);
                     self.calls.by_client.insert(ctx, (id, Purpose::Own));
                 }
@@ -926,16 +919,7 @@ impl B2bua {
                 c.caller_invite = None;
                 let leg = c.callee.clone();
                 let cseq = msg.cseq().map(|x| x.cseq).unwrap_or(leg.cseq);
-                if let Some(ack) = build_request(
-                    "ACK",
-                    &leg.remote_target,
-                    &leg,
-                    cseq,
-                    addrs.via(leg.side),
-                    None,
-                    &[],
-                    &[],
-                ) {
+                if let Some(ack) = in_dialog(addrs, "ACK", &leg, cseq, &[]) {
                     self.tx.send(&ack, leg.peer);
                     if let Some(c) = self.calls.calls.get_mut(&id) {
                         c.ack = Some(ack.to_bytes());
@@ -1048,16 +1032,7 @@ impl B2bua {
                 "Reason".to_string(),
                 "SIP;cause=408;text=\"media timeout\"".to_string(),
             )];
-            if let Some(bye) = build_request(
-                "BYE",
-                &leg.remote_target,
-                &leg,
-                cseq,
-                addrs.via(leg.side),
-                None,
-                &reason,
-                &[],
-            ) {
+            if let Some(bye) = in_dialog(addrs, "BYE", &leg, cseq, &reason) {
                 let ctx = self.tx.request(now, bye, leg.peer);
                 self.calls.by_client.insert(ctx, (id, Purpose::Own));
             }

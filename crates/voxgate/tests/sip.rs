@@ -37,6 +37,24 @@ fn sipp(lab: &Lab, node: Node, args: &[&str], limit: Duration) -> (bool, String)
     (out.status.success(), log)
 }
 
+/// sipp arguments of the phone (10.100.0.50:5070, user 1001) registering through the box with
+/// the digest URI a phone configured with the provider's domain would use.
+const REGISTER_PHONE: [&str; 13] = [
+    "-sf",
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/sipp/register.xml"),
+    "10.100.0.1:5060",
+    "-i",
+    "10.100.0.50",
+    "-p",
+    "5070",
+    "-s",
+    "1001",
+    "-m",
+    "1",
+    "-auth_uri",
+    "sip:198.51.100.10",
+];
+
 fn start_registrar(lab: &Lab, dir: &std::path::Path) -> lab::LabProcess {
     let mut cmd = lab.command(Node::Provider, "sipp");
     cmd.args([
@@ -82,26 +100,7 @@ fn phone_registers_through_the_box_with_digest_auth() {
     let mut registrar = start_registrar(&lab, b.dir.path());
     std::thread::sleep(Duration::from_millis(300)); // sipp binds its port
 
-    let (ok, log) = sipp(
-        &lab,
-        Node::Phone,
-        &[
-            "-sf",
-            &scenario("register.xml"),
-            "10.100.0.1:5060",
-            "-i",
-            "10.100.0.50",
-            "-p",
-            "5070",
-            "-s",
-            "1001",
-            "-m",
-            "1",
-            "-auth_uri",
-            "sip:198.51.100.10",
-        ],
-        Duration::from_secs(15),
-    );
+    let (ok, log) = sipp(&lab, Node::Phone, &REGISTER_PHONE, Duration::from_secs(15));
     if !ok {
         let provider_log =
             std::fs::read_to_string(b.dir.path().join("provider-messages.log")).unwrap_or_default();
@@ -365,26 +364,7 @@ fn inbound_call(idle: Duration) {
     // Register the phone (its contact: 10.100.0.50:5070).
     let mut registrar = start_registrar(&lab, b.dir.path());
     std::thread::sleep(Duration::from_millis(300));
-    let (ok, log) = sipp(
-        &lab,
-        Node::Phone,
-        &[
-            "-sf",
-            &scenario("register.xml"),
-            "10.100.0.1:5060",
-            "-i",
-            "10.100.0.50",
-            "-p",
-            "5070",
-            "-s",
-            "1001",
-            "-m",
-            "1",
-            "-auth_uri",
-            "sip:198.51.100.10",
-        ],
-        Duration::from_secs(15),
-    );
+    let (ok, log) = sipp(&lab, Node::Phone, &REGISTER_PHONE, Duration::from_secs(15));
     assert!(ok, "registration failed:\n{log}");
     registrar.wait_timeout(Duration::from_secs(5)).unwrap();
     let regs: Value = serde_json::from_slice(&cli(&sock, &["regs", "--json"]).stdout).unwrap();
