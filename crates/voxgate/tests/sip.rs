@@ -346,19 +346,45 @@ fn cancel_while_ringing() {
 
 #[test]
 fn inbound_call_reaches_the_registered_phone_through_the_nat() {
-    inbound_call(Duration::ZERO);
+    inbound_call(Duration::ZERO, LabOptions::default());
+}
+
+/// The broadband router runs the kernel's SIP ALG on port 5060 (nf_conntrack_sip/nf_nat_sip,
+/// attached with an nftables ct helper): registration and calls still work.
+#[test]
+fn registration_and_inbound_call_survive_a_sip_alg() {
+    inbound_call(
+        Duration::ZERO,
+        LabOptions {
+            sip_alg: true,
+            ..LabOptions::default()
+        },
+    );
+}
+
+/// The router maps the box to a random public port: the provider reaches it where the
+/// registration came from.
+#[test]
+fn registration_and_inbound_call_through_a_fully_random_nat() {
+    inbound_call(
+        Duration::ZERO,
+        LabOptions {
+            nat_fully_random: true,
+            ..LabOptions::default()
+        },
+    );
 }
 
 /// The isp forgets idle UDP bindings after 30 s: only the box's keepalive stream keeps the
 /// provider able to reach it 45 s after the registration.
 #[test]
 fn inbound_call_after_idle_time_longer_than_the_nat_timeout() {
-    inbound_call(Duration::from_secs(45));
+    inbound_call(Duration::from_secs(45), LabOptions::default());
 }
 
-fn inbound_call(idle: Duration) {
+fn inbound_call(idle: Duration, opts: LabOptions) {
     lab::require_root().unwrap();
-    let lab = Lab::new().unwrap();
+    let lab = Lab::with(opts).unwrap();
     let b = running_box(&lab);
     let sock = b.socket();
     // Register the phone (its contact: 10.100.0.50:5070).
@@ -376,9 +402,33 @@ fn inbound_call(idle: Duration) {
         .unwrap()
         .to_string();
     std::thread::sleep(idle);
+    // Where the router maps the box's SIP socket: the provider sends there (as a registrar
+    // does, to the REGISTER's source address).
+    let ct = lab
+        .run_ok(
+            Node::Isp,
+            &[
+                "conntrack",
+                "-L",
+                "-p",
+                "udp",
+                "--orig-src",
+                "10.200.0.2",
+                "--orig-port-src",
+                "5060",
+            ],
+        )
+        .unwrap();
+    let public_port = ct
+        .split_whitespace()
+        .filter_map(|f| f.strip_prefix("dport="))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no NAT mapping for the box's SIP socket: {ct}"))
+        .to_string();
+    let target = format!("203.0.113.2:{public_port}");
 
     // The phone answers; the provider calls the box's registered contact through the isp NAT
-    // (the box's binding 10.200.0.2:5060 appears as 203.0.113.2:5060) and hangs up itself.
+    // and hangs up itself.
     let phone_log = b.dir.path().join("phone.log");
     let mut uas = sipp_bg(
         &lab,
@@ -394,7 +444,7 @@ fn inbound_call(idle: Duration) {
         &[
             "-sn",
             "uac",
-            "203.0.113.2:5060",
+            &target,
             "-i",
             "198.51.100.10",
             "-p",
