@@ -29,6 +29,8 @@ pub struct Settings {
     pub upstream: SocketAddr,
     /// The provider's SIP domain (host part the box writes where a phone named the box).
     pub domain: String,
+    /// Talk to the provider over TCP (one persistent connection) instead of UDP.
+    pub upstream_tcp: bool,
     /// Phones must send from here.
     pub voice_net: IpNet,
     /// The provider must send from here.
@@ -233,7 +235,16 @@ impl B2bua {
         Peer {
             side: Side::Wan,
             addr: self.settings.upstream,
-            reliable: false,
+            reliable: self.settings.upstream_tcp,
+        }
+    }
+
+    /// `tcp` or `udp`: the transport towards the provider, as Via and Contact name it.
+    pub(crate) fn wan_transport(&self) -> &'static str {
+        if self.settings.upstream_tcp {
+            "tcp"
+        } else {
+            "udp"
         }
     }
 
@@ -342,6 +353,7 @@ impl B2bua {
             .map(|v| v.to_string());
         let phone_contact = contact.as_deref().and_then(name_addr::parse);
         let wan = self.wan_advertised();
+        let transport = self.wan_transport();
         let reg = self.regs.entry(aor.clone()).or_insert_with(|| {
             let token = random_token(12);
             Registration {
@@ -365,12 +377,19 @@ impl B2bua {
             reg.phone_contact = c.uri.clone();
         }
         reg.cseq += 1;
-        let upstream_contact = format!("sip:{}@{}", reg.token, wan);
+        let upstream_contact = match self.settings.upstream_tcp {
+            true => format!("sip:{}@{};transport=tcp", reg.token, wan),
+            false => format!("sip:{}@{}", reg.token, wan),
+        };
 
         let mut h = Headers::new();
         h.insert(
             Name::VIA,
-            format!("SIP/2.0/UDP {wan};branch=z9hG4bK{};rport", random_token(16)),
+            format!(
+                "SIP/2.0/{} {wan};branch=z9hG4bK{};rport",
+                transport.to_uppercase(),
+                random_token(16)
+            ),
         );
         let mf = msg
             .headers

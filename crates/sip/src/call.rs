@@ -255,14 +255,14 @@ fn build_request(
     ruri: &str,
     leg: &Leg,
     cseq: u32,
-    via: SocketAddr,
+    via: String,
     contact: Option<&str>,
     extra: &[(String, String)],
     body: &[u8],
 ) -> Option<Message> {
     let mut t = format!("{method} {ruri} SIP/2.0\r\n");
     t += &format!(
-        "Via: SIP/2.0/UDP {via};branch=z9hG4bK{};rport\r\n",
+        "Via: SIP/2.0/{via};branch=z9hG4bK{};rport\r\n",
         random_token(16)
     );
     t += "Max-Forwards: 70\r\n";
@@ -329,18 +329,25 @@ fn copied(msg: &Message, names: &[&str]) -> Vec<(String, String)> {
 struct Addrs {
     lan: SocketAddr,
     wan: SocketAddr,
+    wan_tcp: bool,
 }
 
 impl Addrs {
-    fn via(self, side: Side) -> SocketAddr {
+    /// The sent-by part of our Via on `side`: transport and address.
+    fn via(self, side: Side) -> String {
         match side {
-            Side::Lan => self.lan,
-            Side::Wan => self.wan,
+            Side::Lan => format!("UDP {}", self.lan),
+            Side::Wan if self.wan_tcp => format!("TCP {}", self.wan),
+            Side::Wan => format!("UDP {}", self.wan),
         }
     }
 
     fn contact(self, side: Side) -> String {
-        format!("sip:voxgate@{}", self.via(side))
+        match side {
+            Side::Lan => format!("sip:voxgate@{}", self.lan),
+            Side::Wan if self.wan_tcp => format!("sip:voxgate@{};transport=tcp", self.wan),
+            Side::Wan => format!("sip:voxgate@{}", self.wan),
+        }
     }
 }
 
@@ -349,6 +356,7 @@ impl B2bua {
         Addrs {
             lan: self.settings.lan,
             wan: self.wan_advertised(),
+            wan_tcp: self.settings.upstream_tcp,
         }
     }
 

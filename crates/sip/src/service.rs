@@ -116,6 +116,7 @@ async fn settings(l: &Loaded) -> anyhow::Result<(Settings, Option<String>)> {
             wan,
             upstream,
             domain: server.clone(),
+            upstream_tcp: c.sip.transport == config::model::SipTransport::Tcp,
             voice_net: c.interfaces.lan.address.network().into(),
             provider_nets,
             keepalive: c.sip.keepalive_interval.0,
@@ -138,6 +139,9 @@ impl Service<Loaded> for SipService {
         let media = self.media.clone();
         Box::pin(async move {
             let loaded = ctx.config.borrow_and_update().clone();
+            if loaded.config.sip.transport == config::model::SipTransport::Tls {
+                anyhow::bail!("sip.transport tls is not implemented yet: use udp or tcp");
+            }
             let (s, wan_device) = settings(&loaded).await?;
             let lan_sock = udp_socket(s.lan, Some(&loaded.config.interfaces.lan.voice_device()))?;
             let wan_bind = match wan_device {
@@ -151,23 +155,30 @@ impl Service<Loaded> for SipService {
             let mut timeouts = media.timeouts();
             let mut lan_buf = vec![0u8; 65536];
             let mut wan_buf = vec![0u8; 65536];
+            let mut tcp = Upstream::default();
             loop {
                 // Send what the core produced, then wait for a datagram, a timer or a stop.
-                let wake = {
+                let (outgoing, wake) = {
                     let mut guard = handle.0.lock().unwrap_or_else(|e| e.into_inner());
                     let b = guard.as_mut().expect("set above");
-                    while let Some((peer, bytes)) = b.poll_transmit() {
-                        let sock = if peer.side == Side::Lan {
-                            &lan_sock
-                        } else {
-                            &wan_sock
-                        };
-                        if let Err(e) = sock.try_send_to(&bytes, peer.addr) {
-                            tracing::warn!(to = %peer.addr, error = %e, "SIP send failed");
-                        }
-                    }
-                    b.poll_timeout()
+                    let out: Vec<(Peer, Vec<u8>)> =
+                        std::iter::from_fn(|| b.poll_transmit()).collect();
+                    (out, b.poll_timeout())
                 };
+                for (peer, bytes) in outgoing {
+                    if peer.reliable {
+                        tcp.send(peer.addr, &bytes).await;
+                        continue;
+                    }
+                    let sock = if peer.side == Side::Lan {
+                        &lan_sock
+                    } else {
+                        &wan_sock
+                    };
+                    if let Err(e) = sock.try_send_to(&bytes, peer.addr) {
+                        tracing::warn!(to = %peer.addr, error = %e, "SIP send failed");
+                    }
+                }
                 let sleep = async {
                     match wake {
                         Some(t) => tokio::time::sleep_until(Instant::from_std(t)).await,
@@ -178,6 +189,15 @@ impl Service<Loaded> for SipService {
                     _ = ctx.stop.cancelled() => return Ok(()),
                     r = lan_sock.recv_from(&mut lan_buf) => Some((Side::Lan, r)),
                     r = wan_sock.recv_from(&mut wan_buf) => Some((Side::Wan, r)),
+                    frames = tcp.receive() => {
+                        let now = Instant::now().into_std();
+                        if let Some(b) = handle.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                            for (from, frame) in frames {
+                                b.receive(now, &frame, Peer { side: Side::Wan, addr: from, reliable: true });
+                            }
+                        }
+                        continue;
+                    }
                     _ = sleep => None,
                     Some(key) = timeouts.recv() => {
                         let now = Instant::now().into_std();
@@ -229,5 +249,100 @@ impl Service<Loaded> for SipService {
                 }
             }
         })
+    }
+}
+
+/// The persistent TCP connection to the provider (sip.transport: tcp): opened when there is
+/// something to send, framed by Content-Length, re-opened after a failure. Requests from the
+/// provider (inbound calls) arrive on it too, because the registration was made over it.
+#[derive(Default)]
+struct Upstream {
+    conn: Option<(
+        SocketAddr,
+        tokio::net::tcp::OwnedReadHalf,
+        tokio::net::tcp::OwnedWriteHalf,
+    )>,
+    buf: Vec<u8>,
+}
+
+impl Upstream {
+    async fn send(&mut self, to: SocketAddr, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        if self.conn.as_ref().is_some_and(|c| c.0 != to) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            match tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                tokio::net::TcpStream::connect(to),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    let (r, w) = stream.into_split();
+                    tracing::info!(upstream = %to, "SIP TCP connection to the provider open");
+                    self.conn = Some((to, r, w));
+                    self.buf.clear();
+                }
+                Ok(Err(e)) => {
+                    return tracing::warn!(upstream = %to, error = %e, "SIP TCP connect failed")
+                }
+                Err(_) => return tracing::warn!(upstream = %to, "SIP TCP connect timed out"),
+            }
+        }
+        if let Some((_, _, w)) = self.conn.as_mut() {
+            if let Err(e) = w.write_all(bytes).await {
+                tracing::warn!(upstream = %to, error = %e, "SIP TCP send failed; reconnecting next time");
+                self.conn = None;
+            }
+        }
+    }
+
+    /// Waits for data on the connection and returns the complete messages it holds (CRLF
+    /// keepalives dropped). Pends for ever while there is no connection.
+    async fn receive(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        use tokio::io::AsyncReadExt;
+        let Some((from, r, _)) = self.conn.as_mut() else {
+            return std::future::pending().await;
+        };
+        let from = *from;
+        let mut chunk = [0u8; 16384];
+        match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => {
+                tracing::warn!(upstream = %from, "SIP TCP connection closed by the provider");
+                self.conn = None;
+                return Vec::new();
+            }
+            Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+        }
+        let mut frames = Vec::new();
+        loop {
+            let skip = self
+                .buf
+                .iter()
+                .take_while(|b| **b == b'\r' || **b == b'\n')
+                .count();
+            self.buf.drain(..skip);
+            if self.buf.is_empty() {
+                break;
+            }
+            match crate::message::parse(&self.buf, true) {
+                Ok((_, used)) => frames.push((from, self.buf.drain(..used).collect())),
+                Err(crate::message::ParseError::Incomplete)
+                    if self.buf.len() < crate::message::MAX_MESSAGE =>
+                {
+                    break
+                }
+                Err(e) => {
+                    // A stream that lost its framing cannot be resynchronised: start afresh.
+                    tracing::warn!(upstream = %from, error = %e, "bad SIP on the TCP connection; closing it");
+                    self.conn = None;
+                    self.buf.clear();
+                    break;
+                }
+            }
+        }
+        frames
     }
 }

@@ -13,6 +13,7 @@ fn settings() -> Settings {
         wan: "10.200.0.2:5060".parse().unwrap(),
         upstream: "198.51.100.10:5060".parse().unwrap(),
         domain: "198.51.100.10".into(),
+        upstream_tcp: false,
         voice_net: "10.100.0.0/24".parse().unwrap(),
         provider_nets: vec!["198.51.100.0/24".parse().unwrap()],
         keepalive: Duration::from_secs(20),

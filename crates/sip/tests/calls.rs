@@ -76,6 +76,7 @@ fn b2bua() -> (B2bua, Arc<Mutex<Recorded>>) {
         wan: "10.200.0.2:5060".parse().unwrap(),
         upstream: "198.51.100.10:5060".parse().unwrap(),
         domain: "198.51.100.10".into(),
+        upstream_tcp: false,
         voice_net: "10.100.0.0/24".parse().unwrap(),
         provider_nets: vec!["198.51.100.0/24".parse().unwrap()],
         keepalive: Duration::from_secs(20),

@@ -164,8 +164,13 @@ fn sipp_bg(lab: &Lab, node: Node, args: &[&str], log: &std::path::Path) -> lab::
 }
 
 fn running_box(lab: &Lab) -> Box_ {
+    running_box_with(lab, "")
+}
+
+/// The daemon in the box with the lab configuration plus `extra` YAML sections.
+fn running_box_with(lab: &Lab, extra: &str) -> Box_ {
     let b = Box_::new();
-    std::fs::write(b.config(), config::LAB_CONFIG).unwrap();
+    std::fs::write(b.config(), format!("{}{extra}", config::LAB_CONFIG)).unwrap();
     std::mem::forget(b.start(lab)); // the lab's teardown ends it
     wait_status(
         &b.socket(),
@@ -562,4 +567,59 @@ fn call_audio_flows_both_ways_through_the_relay() {
     );
     assert!(prov_ok.is_some_and(|s| s.success()), "provider side failed");
     wait_calls_empty(&sock);
+}
+
+/// sip.transport: tcp — the box registers over one TCP connection to the provider (phones
+/// stay on UDP), keeps it alive, and the provider's answers come back on it.
+#[test]
+fn registration_over_tcp_to_the_provider() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let b = running_box_with(&lab, "sip:\n  transport: tcp\n");
+    let log = b.dir.path().join("provider-messages.log");
+    let mut cmd = lab.command(Node::Provider, "sipp");
+    cmd.args([
+        "-sf",
+        &scenario("registrar.xml"),
+        "-t",
+        "t1",
+        "-i",
+        "198.51.100.10",
+        "-p",
+        "5060",
+        "-m",
+        "1",
+    ])
+    .args([
+        "-nostdin",
+        "-timeout_error",
+        "-timeout",
+        "20s",
+        "-trace_msg",
+        "-message_file",
+    ])
+    .arg(&log)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let mut registrar = lab.spawn(Node::Provider, cmd).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, out) = sipp(&lab, Node::Phone, &REGISTER_PHONE, Duration::from_secs(15));
+    let plog = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        ok,
+        "registration over TCP failed:\n{out}\nprovider:\n{plog}\ndaemon:\n{}",
+        b.log()
+    );
+    let st = registrar.wait_timeout(Duration::from_secs(5)).unwrap();
+    assert!(st.is_some_and(|s| s.success()), "registrar failed:\n{plog}");
+    assert!(plog.contains("TCP message received"), "{plog}");
+    assert!(plog.contains("Via: SIP/2.0/TCP 10.200.0.2:5060"), "{plog}");
+    assert!(
+        plog.contains(";transport=tcp>"),
+        "the contact names TCP:\n{plog}"
+    );
+    let regs: Value =
+        serde_json::from_slice(&cli(&b.socket(), &["regs", "--json"]).stdout).unwrap();
+    assert_eq!(regs[0]["state"], "registered", "{regs:#}");
 }
