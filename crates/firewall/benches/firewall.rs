@@ -84,9 +84,16 @@ fn throughput(lab: &Lab, secs: f64) -> f64 {
     let (s2, g2) = (stop.clone(), got.clone());
     let receiver = std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
+        let mut answered = false;
         while !s2.load(Ordering::Relaxed) {
-            if rx.recv(&mut buf).is_ok() {
+            if let Ok((_, from)) = rx.recv_from(&mut buf) {
                 g2.fetch_add(1, Ordering::Relaxed);
+                // One reply makes the flow established, as RTP is: without it every packet
+                // of a one-way flow stays `ct state new` and walks the allowlist sets.
+                if !answered {
+                    let _ = rx.send_to(b"reply", from);
+                    answered = true;
+                }
             }
         }
     });
