@@ -98,3 +98,60 @@ async fn exchange(socket: &Path, request: Request) -> Result<Reply, ClientError>
         }),
     }
 }
+
+/// Sends a streaming `request` and calls `each` with every reply until the daemon ends the
+/// stream or `each` returns false.
+pub async fn stream(
+    socket: &Path,
+    request: Request,
+    mut each: impl FnMut(Reply) -> bool,
+) -> Result<(), ClientError> {
+    let name = socket.display().to_string();
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                ClientError::NotRunning(name.clone())
+            }
+            io::ErrorKind::PermissionDenied => ClientError::PermissionDenied(name.clone()),
+            _ => ClientError::Io(name.clone(), e),
+        })?;
+    let (rd, mut wr) = stream.into_split();
+    let mut line = serde_json::to_vec(&Envelope {
+        v: PROTOCOL_VERSION,
+        request,
+    })
+    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    line.push(b'\n');
+    wr.write_all(&line)
+        .await
+        .map_err(|e| ClientError::Io(name.clone(), e))?;
+    let mut rd = BufReader::new(rd);
+    loop {
+        let mut answer = Vec::new();
+        let n = (&mut rd)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut answer)
+            .await
+            .map_err(|e| ClientError::Io(name.clone(), e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        let resp: Response =
+            serde_json::from_slice(&answer).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        match (resp.ok, resp.result) {
+            (true, Some(r)) => {
+                if !each(r) {
+                    return Ok(());
+                }
+            }
+            (true, None) => return Err(ClientError::Protocol("success without a result".into())),
+            (false, _) => {
+                return Err(ClientError::Daemon {
+                    error: resp.error.unwrap_or_else(|| "unspecified error".into()),
+                    details: resp.details,
+                })
+            }
+        }
+    }
+}

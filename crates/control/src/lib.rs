@@ -7,6 +7,6 @@ mod client;
 mod proto;
 mod server;
 
-pub use client::{request, ClientError};
+pub use client::{request, stream, ClientError};
 pub use proto::*;
 pub use server::{bind, serve, Handler};

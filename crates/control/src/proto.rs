@@ -36,6 +36,12 @@ pub enum Request {
     },
     /// Calls in progress.
     Calls,
+    /// A live trace of SIP messages (a stream of [`Reply::Trace`] until the client leaves).
+    SipTrace {
+        /// Only messages containing this text (a number, a Call-ID, an address).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filter: Option<String>,
+    },
 }
 
 /// A request as it travels: the command and the protocol version.
@@ -92,11 +98,28 @@ pub enum Reply {
         /// One entry per call.
         calls: Vec<serde_json::Value>,
     },
+    /// One message of a [`Request::SipTrace`] stream.
+    Trace(TraceLine),
     /// Answer to [`Request::Regs`].
     Regs {
         /// One entry per address of record.
         registrations: Vec<RegistrationInfo>,
     },
+}
+
+/// One SIP message as the box received or sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceLine {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// `in` (received by the box) or `out` (sent by the box).
+    pub direction: String,
+    /// `lan` (phones) or `wan` (provider).
+    pub side: String,
+    /// The other party's transport address.
+    pub peer: String,
+    /// The message as on the wire (lossy UTF-8).
+    pub message: String,
 }
 
 /// One DHCP lease.

@@ -16,6 +16,12 @@ use crate::proto::{Envelope, Request, Response, MAX_LINE, PROTOCOL_VERSION};
 pub trait Handler: Send + Sync + 'static {
     /// Produces the response to one request.
     fn handle(&self, request: Request) -> Pin<Box<dyn Future<Output = Response> + Send + '_>>;
+
+    /// For requests answered by a stream (a live trace): the responses to write, one per
+    /// line, until the channel closes or the client leaves. `None` for ordinary requests.
+    fn stream(&self, _request: &Request) -> Option<tokio::sync::mpsc::Receiver<Response>> {
+        None
+    }
 }
 
 /// Binds the control socket at `path` with mode 0660, creating its directory (0755) if needed.
@@ -87,7 +93,18 @@ async fn connection(stream: UnixStream, handler: Arc<dyn Handler>) -> io::Result
                 Ok(v) => match v.get("v").and_then(|v| v.as_u64()) {
                     Some(n) if n == u64::from(PROTOCOL_VERSION) => {
                         match serde_json::from_value::<Envelope>(v) {
-                            Ok(env) => handler.handle(env.request).await,
+                            Ok(env) => match handler.stream(&env.request) {
+                                Some(mut rx) => {
+                                    while let Some(r) = rx.recv().await {
+                                        let mut out = serde_json::to_vec(&r).map_err(io::Error::other)?;
+                                        out.push(b'\n');
+                                        // A client that left ends the stream (and drops `rx`).
+                                        wr.write_all(&out).await?;
+                                    }
+                                    return Ok(());
+                                }
+                                None => handler.handle(env.request).await,
+                            },
                             Err(e) => Response::err(format!("unknown request: {e}"), vec![]),
                         }
                     }

@@ -6,4 +6,4 @@ pub mod message;
 pub mod name_addr;
 mod service;
 pub mod transaction;
-pub use service::{SipHandle, SipService};
+pub use service::{SipHandle, SipService, Traced};

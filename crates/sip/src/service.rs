@@ -16,11 +16,53 @@ use crate::b2bua::{B2bua, MediaProvider, Registration, Settings};
 use crate::call::CallInfo;
 use crate::transaction::{Peer, Side};
 
+/// One SIP message seen by the shell, for `voxgate sip trace`.
+#[derive(Debug, Clone)]
+pub struct Traced {
+    /// When.
+    pub at: std::time::SystemTime,
+    /// Received by the box (true) or sent (false).
+    pub inbound: bool,
+    /// Which socket.
+    pub side: Side,
+    /// The other party.
+    pub peer: SocketAddr,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
 /// Shared view of the B2BUA for operator commands.
-#[derive(Clone, Default)]
-pub struct SipHandle(Arc<Mutex<Option<B2bua>>>);
+#[derive(Clone)]
+pub struct SipHandle(
+    Arc<Mutex<Option<B2bua>>>,
+    tokio::sync::broadcast::Sender<Traced>,
+);
+
+impl Default for SipHandle {
+    fn default() -> Self {
+        SipHandle(Default::default(), tokio::sync::broadcast::channel(1024).0)
+    }
+}
 
 impl SipHandle {
+    /// A live feed of every SIP message the box receives and sends (empty keepalives left
+    /// out); nothing is copied while nobody listens.
+    pub fn trace(&self) -> tokio::sync::broadcast::Receiver<Traced> {
+        self.1.subscribe()
+    }
+
+    fn publish(&self, inbound: bool, side: Side, peer: SocketAddr, bytes: &[u8]) {
+        if self.1.receiver_count() > 0 && bytes.iter().any(|b| !b"\r\n".contains(b)) {
+            let _ = self.1.send(Traced {
+                at: std::time::SystemTime::now(),
+                inbound,
+                side,
+                peer,
+                bytes: bytes.to_vec(),
+            });
+        }
+    }
+
     /// Calls in progress.
     pub fn calls(&self) -> Vec<CallInfo> {
         let now = Instant::now().into_std();
@@ -166,6 +208,7 @@ impl Service<Loaded> for SipService {
                     (out, b.poll_timeout())
                 };
                 for (peer, bytes) in outgoing {
+                    handle.publish(false, peer.side, peer.addr, &bytes);
                     if peer.reliable {
                         tcp.send(peer.addr, &bytes).await;
                         continue;
@@ -193,6 +236,7 @@ impl Service<Loaded> for SipService {
                         let now = Instant::now().into_std();
                         if let Some(b) = handle.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
                             for (from, frame) in frames {
+                                handle.publish(true, Side::Wan, from, &frame);
                                 b.receive(now, &frame, Peer { side: Side::Wan, addr: from, reliable: true });
                             }
                         }
@@ -232,6 +276,7 @@ impl Service<Loaded> for SipService {
                         } else {
                             &wan_buf
                         };
+                        handle.publish(true, side, from, &buf[..n]);
                         b.receive(
                             now,
                             &buf[..n],

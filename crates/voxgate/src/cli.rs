@@ -34,6 +34,7 @@ pub(crate) fn report(
                     Reply::Leases { leases } => serde_json::to_value(leases)?,
                     Reply::Released { addresses } => serde_json::to_value(addresses)?,
                     Reply::Calls { calls } => serde_json::to_value(calls)?,
+                    Reply::Trace(t) => serde_json::to_value(t)?,
                 };
                 println!("{}", serde_json::to_string_pretty(&body)?);
             } else {
@@ -153,6 +154,48 @@ pub fn calls(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
             );
         }
     })
+}
+
+/// `voxgate sip trace`: one block per message, until Ctrl-C or the daemon stops.
+pub fn sip_trace(socket: &Path, filter: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(control::stream(socket, Request::SipTrace { filter }, |r| {
+        if let Reply::Trace(t) = r {
+            if json {
+                println!("{}", serde_json::to_string(&t).unwrap_or_default());
+            } else {
+                let secs = t.at_ms / 1000;
+                let arrow = if t.direction == "in" { "<-" } else { "->" };
+                println!(
+                    "{:02}:{:02}:{:02}.{:03} {} box {arrow} {}\n{}",
+                    secs / 3600 % 24,
+                    secs / 60 % 60,
+                    secs % 60,
+                    t.at_ms % 1000,
+                    t.side.to_uppercase(),
+                    t.peer,
+                    t.message.trim_end()
+                );
+                println!();
+            }
+            // A closed pipe (e.g. `| head`) ends the trace.
+            return std::io::Write::flush(&mut std::io::stdout()).is_ok();
+        }
+        true
+    }));
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(ClientError::Daemon { error, details }) => {
+            eprintln!("voxgate: {error}");
+            for d in details {
+                eprintln!("{d}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => anyhow::bail!(e),
+    }
 }
 
 /// `voxgate regs`.

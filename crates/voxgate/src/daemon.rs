@@ -270,7 +270,61 @@ fn warn_restart_only(old: &Loaded, new: &Loaded) {
     }
 }
 
+/// Forwards the SIP shell's trace to one control-socket client, filtered, until it leaves.
+fn sip_trace(
+    handle: &sip::SipHandle,
+    filter: Option<String>,
+) -> tokio::sync::mpsc::Receiver<Response> {
+    let mut feed = handle.trace();
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    tokio::spawn(async move {
+        loop {
+            let t = match feed.recv().await {
+                Ok(t) => t,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "SIP trace client too slow; messages skipped");
+                    continue;
+                }
+                Err(_) => return,
+            };
+            let message = String::from_utf8_lossy(&t.bytes).into_owned();
+            let peer = t.peer.to_string();
+            if filter
+                .as_deref()
+                .is_some_and(|f| !message.contains(f) && !peer.contains(f))
+            {
+                continue;
+            }
+            let line = control::TraceLine {
+                at_ms: t
+                    .at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                direction: if t.inbound { "in" } else { "out" }.into(),
+                side: match t.side {
+                    sip::transaction::Side::Lan => "lan",
+                    sip::transaction::Side::Wan => "wan",
+                }
+                .into(),
+                peer,
+                message,
+            };
+            if tx.send(Response::ok(Reply::Trace(line))).await.is_err() {
+                return; // the client left
+            }
+        }
+    });
+    rx
+}
+
 impl control::Handler for Daemon {
+    fn stream(&self, request: &Request) -> Option<tokio::sync::mpsc::Receiver<Response>> {
+        match request {
+            Request::SipTrace { filter } => Some(sip_trace(&self.handles.sip, filter.clone())),
+            _ => None,
+        }
+    }
+
     fn handle(&self, request: Request) -> Pin<Box<dyn Future<Output = Response> + Send + '_>> {
         Box::pin(async move {
             match request {
@@ -321,6 +375,7 @@ impl control::Handler for Daemon {
                         .collect();
                     Response::ok(Reply::Calls { calls })
                 }
+                Request::SipTrace { .. } => Response::err("sip trace is a stream", vec![]),
                 Request::Regs => Response::ok(Reply::Regs {
                     registrations: self
                         .handles

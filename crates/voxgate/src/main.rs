@@ -50,6 +50,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// SIP tools.
+    #[command(subcommand)]
+    Sip(SipCommand),
     /// The phones' registrations relayed to the provider.
     Regs {
         /// Print JSON instead of a table.
@@ -100,6 +103,19 @@ pub enum LogFormat {
 }
 
 #[derive(Subcommand)]
+enum SipCommand {
+    /// Print SIP messages live as the box receives and sends them (Ctrl-C to stop).
+    Trace {
+        /// Only messages containing this text (a number, a Call-ID, an address).
+        #[arg(long)]
+        filter: Option<String>,
+        /// One JSON object per message.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum LeasesCommand {
     /// Free the lease(s) held by a phone.
     Release {
@@ -142,6 +158,9 @@ fn main() -> ExitCode {
         Command::Reload { json } => cli::reload(&cli.socket, json),
         Command::Regs { json } => cli::regs(&cli.socket, json),
         Command::Calls { json } => cli::calls(&cli.socket, json),
+        Command::Sip(SipCommand::Trace { filter, json }) => {
+            cli::sip_trace(&cli.socket, filter, json)
+        }
         Command::Leases { action: None, json } => cli::leases(&cli.socket, json),
         Command::Leases {
             action: Some(LeasesCommand::Release { mac }),

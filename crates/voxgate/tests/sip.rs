@@ -98,6 +98,14 @@ fn phone_registers_through_the_box_with_digest_auth() {
             .any(|x| x["name"] == "sip" && x["state"] == "running")
     });
     let mut registrar = start_registrar(&lab, b.dir.path());
+    // A support engineer watches the signalling live.
+    let mut trace = std::process::Command::new(VOXGATE)
+        .arg("--socket")
+        .arg(&sock)
+        .args(["sip", "trace", "--json", "--filter", "REGISTER"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300)); // sipp binds its port
 
     let (ok, log) = sipp(&lab, Node::Phone, &REGISTER_PHONE, Duration::from_secs(15));
@@ -126,6 +134,25 @@ fn phone_registers_through_the_box_with_digest_auth() {
         provider_log.contains("Contact: <sip:") && provider_log.contains("@10.200.0.2:5060>"),
         "{provider_log}"
     );
+
+    std::thread::sleep(Duration::from_millis(200));
+    trace.kill().unwrap();
+    let traced = String::from_utf8(trace.wait_with_output().unwrap().stdout).unwrap();
+    let lines: Vec<Value> = traced
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seen = |dir: &str, side: &str, start: &str| {
+        lines.iter().any(|l| {
+            l["direction"] == dir
+                && l["side"] == side
+                && l["message"].as_str().unwrap().starts_with(start)
+        })
+    };
+    assert!(seen("in", "lan", "REGISTER sip:198.51.100.10"), "{traced}");
+    assert!(seen("out", "wan", "REGISTER sip:198.51.100.10"), "{traced}");
+    assert!(seen("in", "wan", "SIP/2.0 200 OK"), "{traced}");
+    assert!(seen("out", "lan", "SIP/2.0 200 OK"), "{traced}");
 
     let out = cli(&sock, &["regs", "--json"]);
     let regs: Value = serde_json::from_slice(&out.stdout).unwrap();
