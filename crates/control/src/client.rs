@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
 use crate::proto::{Envelope, Reply, Request, Response, MAX_LINE, PROTOCOL_VERSION};
@@ -48,7 +49,12 @@ pub async fn request(
         .map_err(|_| ClientError::Timeout(timeout))?
 }
 
-async fn exchange(socket: &Path, request: Request) -> Result<Reply, ClientError> {
+/// Connects, sends `request`, and returns the reading half (with the socket's name for errors).
+/// The writing half is returned too: dropping it would half-close the connection.
+async fn open(
+    socket: &Path,
+    request: Request,
+) -> Result<(String, BufReader<OwnedReadHalf>, OwnedWriteHalf), ClientError> {
     let name = socket.display().to_string();
     let stream = UnixStream::connect(socket)
         .await
@@ -69,8 +75,13 @@ async fn exchange(socket: &Path, request: Request) -> Result<Reply, ClientError>
     wr.write_all(&line)
         .await
         .map_err(|e| ClientError::Io(name.clone(), e))?;
+    Ok((name, BufReader::new(rd), wr))
+}
+
+async fn exchange(socket: &Path, request: Request) -> Result<Reply, ClientError> {
+    let (name, mut rd, _wr) = open(socket, request).await?;
     let mut answer = Vec::new();
-    BufReader::new(rd)
+    (&mut rd)
         .take(MAX_LINE as u64)
         .read_until(b'\n', &mut answer)
         .await
@@ -106,27 +117,7 @@ pub async fn stream(
     request: Request,
     mut each: impl FnMut(Reply) -> bool,
 ) -> Result<(), ClientError> {
-    let name = socket.display().to_string();
-    let stream = UnixStream::connect(socket)
-        .await
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
-                ClientError::NotRunning(name.clone())
-            }
-            io::ErrorKind::PermissionDenied => ClientError::PermissionDenied(name.clone()),
-            _ => ClientError::Io(name.clone(), e),
-        })?;
-    let (rd, mut wr) = stream.into_split();
-    let mut line = serde_json::to_vec(&Envelope {
-        v: PROTOCOL_VERSION,
-        request,
-    })
-    .map_err(|e| ClientError::Protocol(e.to_string()))?;
-    line.push(b'\n');
-    wr.write_all(&line)
-        .await
-        .map_err(|e| ClientError::Io(name.clone(), e))?;
-    let mut rd = BufReader::new(rd);
+    let (name, mut rd, _wr) = open(socket, request).await?;
     loop {
         let mut answer = Vec::new();
         let n = (&mut rd)
