@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# tests/image/boot.sh: boot the qemu image (build/qemu, from `make image BOARD=qemu`) in
+# qemu-system-x86_64 with OVMF (UEFI) and check it as a support engineer would:
+#   - boot to VOXGATE-READY on the serial console (printed by voxgate-boot-check.service once
+#     voxgate.service is active and answers `voxgate status`), with the time it took;
+#   - over SSH (key from the site configuration, through the management port): every voxgate
+#     service running, no failed unit, read-only root, /var on the data partition, no root
+#     password, the boot entry blessed by systemd-bless-boot;
+#   - the tagged voice VLAN: lan0.100 up with 10.100.0.1/24, a DHCP client on VLAN 100 gets a
+#     lease from voxgate, the phone reaches the box but SSH from the voice LAN is refused;
+#   - a reboot (REBOOT=0 skips it): machine id, SSH host key and the lease survive on the data
+#     partition.
+# The release root and ESP are booted unchanged; see lib.sh for the VM and its NICs.
+# Needs root, qemu-system-x86, ovmf, mtools, fdisk, openssh-client, and apt access to Debian's
+# mirror once (busybox-static, cached in build/cache).
+set -euo pipefail
+TEST=boot-test
+. "$(dirname "$0")/lib.sh"
+
+[ "${1:-qemu}" = qemu ] || die "only the qemu board has NICs this test knows (BOARD=qemu)"
+REBOOT=${REBOOT:-1}
+vm_requirements
+vm_disk
+vm_accel
+version=$(. "$build/image-release" && echo "$VERSION")
+
+say "booting build/qemu (voxgate $version) with $accel"
+vm_start
+ready1=$(wait_ready 1)
+say "ready after ${ready1}s (qemu start to console marker): $(marker 1)"
+vm_wait_ssh
+
+echo "voxgate status (in the VM):"
+vm voxgate status | sed 's/^/  | /'
+check "voxgate.service is active" vm systemctl is-active voxgate.service
+check "every voxgate service is running" vm \
+  "voxgate status --json | jq -e '[.services[] | select(.state != \"running\" and .state != \"disabled\")] | length == 0'"
+check "no failed units (systemctl is-system-running)" vm \
+  'systemctl is-system-running --wait >/dev/null; s=$(systemctl is-system-running); [ "$s" = running ] || { echo "$s"; systemctl --failed --no-pager; false; }'
+check "root is the read-only squashfs of slot a" vm \
+  'findmnt -no FSTYPE,OPTIONS / | grep -q "^squashfs *ro"; grep -q voxgate.slot=a /proc/cmdline'
+check "/var is the data partition" vm \
+  '[ "$(lsblk -no PARTLABEL "$(findmnt -no SOURCE /var)")" = voxgate-data ] && findmnt -no FSTYPE /var | grep -qx ext4'
+check "root has no password" vm '[ "$(awk -F: '\''$1 == "root" {print $2}'\'' /etc/shadow)" = "*" ]'
+check "boot entry blessed (voxgate-a+3.conf -> voxgate-a.conf)" vm \
+  'for i in $(seq 30); do [ -e /efi/loader/entries/voxgate-a.conf ] && exit 0; sleep 1; done; ls /efi/loader/entries; systemctl status systemd-bless-boot.service --no-pager; false'
+check "voice VLAN lan0.100 (802.1Q id 100 on lan0) has 10.100.0.1/24" vm \
+  'ip -d link show lan0.100 | grep -q "vlan protocol 802.1Q id 100"; ip -br addr show lan0.100 | grep -q "UP.*10.100.0.1/24" || { ip -d addr show lan0.100; false; }'
+
+# The phone: the probe NIC moves into a namespace in the VM and asks for a lease on VLAN 100.
+phone_setup='set -e
+bb=/var/lib/voxgate-test/busybox
+nic=""
+for d in /sys/class/net/*; do [ "$(cat $d/address)" = 52:54:00:76:67:10 ] && nic=${d##*/}; done
+[ -n "$nic" ] || { echo "no NIC with the probe MAC 52:54:00:76:67:10"; exit 1; }
+ip netns add phone
+ip link set "$nic" netns phone
+ip -n phone link set lo up
+ip -n phone link set "$nic" name eth0
+ip -n phone link set eth0 up
+ip -n phone link add link eth0 name eth0.100 type vlan id 100
+ip -n phone link set eth0.100 up
+out=$(ip netns exec phone $bb udhcpc -i eth0.100 -f -q -n -t 5 -T 3 -s /bin/true 2>&1) || { echo "$out"; exit 1; }
+echo "$out"
+lease=$(echo "$out" | sed -n "s/.*lease of \([0-9.]*\) obtained.*/\1/p")
+[ -n "$lease" ] || exit 1
+ip -n phone addr add "$lease/24" dev eth0.100'
+check "a tagged client on VLAN 100 gets a DHCP lease from voxgate" vm "$phone_setup"
+lease=$(vm 'ip -n phone -4 -br addr show eth0.100' 2>/dev/null | awk '{print $3}' | cut -d/ -f1 || true)
+[ -n "$lease" ] && say "the phone on VLAN 100 leased $lease"
+check "voxgate leases lists the phone" vm "voxgate leases | grep -q '${lease:-none}'"
+check "the phone reaches the box on the voice LAN (ping 10.100.0.1)" vm \
+  'ip netns exec phone /var/lib/voxgate-test/busybox ping -c 2 -W 2 10.100.0.1'
+# Only meaningful while the phone reaches the box: then no banner means the firewall.
+check "SSH from the voice LAN is refused (firewall)" vm \
+  'ip netns exec phone /var/lib/voxgate-test/busybox ping -c 1 -W 2 10.100.0.1 >/dev/null || { echo "the phone does not reach the box at all"; exit 1; }
+   ! ip netns exec phone /var/lib/voxgate-test/busybox nc -w 3 10.100.0.1 22 </dev/null | grep -q SSH'
+
+ids() { vm 'cat /etc/machine-id; ssh-keygen -lf /var/lib/ssh/ssh_host_ed25519_key.pub' || true; }
+id1=$(ids)
+analyze1=$(vm 'systemd-analyze time | head -n1' || true)
+
+ready2=""
+if [ "$REBOOT" = 1 ]; then
+  say "rebooting"
+  vm 'systemctl reboot' || true
+  ready2=$(wait_ready 2)
+  say "ready again after ${ready2}s (reboot command to marker)"
+  vm_wait_ssh
+  id2=$(ids)
+  same_ids() { [ -n "$id1" ] && [ "$id2" = "$id1" ] || { echo "before: $id1"; echo "after:  $id2"; false; }; }
+  check "machine id and SSH host key survive a reboot" same_ids
+  check "the lease survives a reboot" vm "voxgate leases | grep -q '${lease:-none}'"
+  check "voxgate.service is active after the reboot" vm systemctl is-active voxgate.service
+fi
+vm_poweroff
+
+echo
+echo "boot-test summary ($accel, $(nproc) host CPUs):"
+echo "  boot to VOXGATE-READY   ${ready1}s (qemu start to console marker; in the VM: ${analyze1:-?})"
+[ -z "$ready2" ] || echo "  reboot to READY again  ${ready2}s"
+echo "  whole test              $((SECONDS - t0))s"
+[ "$failures" -eq 0 ] || die "$failures check(s) failed"
+echo "boot-test: PASS"
