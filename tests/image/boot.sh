@@ -8,8 +8,9 @@
 #     password, the boot entry blessed by systemd-bless-boot;
 #   - the tagged voice VLAN: lan0.100 up with 10.100.0.1/24, a DHCP client on VLAN 100 gets a
 #     lease from voxgate, the phone reaches the box but SSH from the voice LAN is refused;
-#   - a reboot (REBOOT=0 skips it): machine id, SSH host key and the lease survive on the data
-#     partition.
+#   - a reboot, then a power cut (the VM killed while a writer renames files on the data
+#     partition): both times machine id, SSH host key and the lease survive, and the data
+#     partition comes back clean (REBOOT=0 skips both).
 # The release root and ESP are booted unchanged; see lib.sh for the VM and its NICs.
 # Needs root, qemu-system-x86, ovmf, mtools, fdisk, openssh-client, and apt access to Debian's
 # mirror once (busybox-static, cached in build/cache).
@@ -92,13 +93,32 @@ if [ "$REBOOT" = 1 ]; then
   check "machine id and SSH host key survive a reboot" same_ids
   check "the lease survives a reboot" vm "voxgate leases | grep -q '${lease:-none}'"
   check "voxgate.service is active after the reboot" vm systemctl is-active voxgate.service
+
+  say "power cut while writing to the data partition"
+  vm 'mkdir -p /var/lib/voxgate-test; nohup sh -c "i=0; while :; do i=\$((i + 1)); echo \$i > /var/lib/voxgate-test/counter.new; mv /var/lib/voxgate-test/counter.new /var/lib/voxgate-test/counter; done" </dev/null >/dev/null 2>&1 &'
+  sleep 5
+  kill -9 "$qemu_pid"; wait "$qemu_pid" 2>/dev/null || true
+  vm_start
+  ready3=$(wait_ready 1)
+  say "ready after the power cut in ${ready3}s: $(marker 1)"
+  vm_wait_ssh
+  id3=$(ids)
+  same_ids3() { [ "$id3" = "$id1" ] || { echo "before: $id1"; echo "after:  $id3"; false; }; }
+  check "machine id and SSH host key survive a power cut" same_ids3
+  check "the lease survives a power cut" vm "voxgate leases | grep -q '${lease:-none}'"
+  check "the interrupted writer left a whole file (rename is atomic)" vm \
+    'n=$(cat /var/lib/voxgate-test/counter); case "$n" in ""|*[!0-9]*) echo "counter: [$n]"; false ;; esac; echo "$n writes before the cut"'
+  check "the data partition is clean after the journal replay" vm \
+    'cat /run/initramfs/voxgate-data.log; ! grep -q "cannot mount\|tmpfs" /run/initramfs/voxgate-data.log && findmnt -no SOURCE /var | grep -q "^/dev/"'
+  check "voxgate.service is active after the power cut" vm systemctl is-active voxgate.service
 fi
 vm_poweroff
 
 echo
 echo "boot-test summary ($accel, $(nproc) host CPUs):"
 echo "  boot to VOXGATE-READY   ${ready1}s (qemu start to console marker; in the VM: ${analyze1:-?})"
-[ -z "$ready2" ] || echo "  reboot to READY again  ${ready2}s"
+[ -z "$ready2" ] || echo "  reboot to READY again  ${ready2}s (reboot command to console marker)"
+[ -z "${ready3:-}" ] || echo "  power cut to READY     ${ready3}s (qemu start to console marker)"
 echo "  whole test              $((SECONDS - t0))s"
 [ "$failures" -eq 0 ] || die "$failures check(s) failed"
 echo "boot-test: PASS"
