@@ -21,5 +21,5 @@ chmod 0755 "$src"
 rm -f "$out"
 # -E root_owner: /var belongs to root whoever runs this. Ext4 with a journal: a power cut
 # during a lease write replays the journal at the next mount (the initrd runs e2fsck -p first).
-mke2fs -q -F -t ext4 -L voxgate-data -E root_owner=0:0 -d "$src" "$out" "${DATA_MIB}M" \
+mke2fs -q -F -t ext4 -L voxgate-data -E root_owner=0:0 -d "$src" "$out" "${DATA_MIB}M" >/dev/null \
   || die "mke2fs failed"
