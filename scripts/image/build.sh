@@ -131,11 +131,6 @@ cat > "$root/etc/systemd/system/$getty.d/autologin.conf" <<EOF
 ExecStart=
 ExecStart=-/sbin/agetty --autologin root --noclear --keep-baud 115200,57600,38400,9600 %I \$TERM
 EOF
-# tmpfiles: the symlinks /var/run and /var/lock on a fresh data partition.
-cat >> "$root/usr/lib/tmpfiles.d/voxgate-image.conf" <<'EOF'
-L /var/run                          -    -    -    - ../run
-L /var/lock                         -    -    -    - ../run/lock
-EOF
 
 step "enabling units"
 systemctl --root="$root" --quiet enable \
@@ -223,7 +218,7 @@ if [ -n "${SITE_CONFIG:-}" ]; then
   data_src=$work/data
   install -D -m 0640 "$SITE_CONFIG" "$data_src/etc/voxgate/voxgate.yaml"
 fi
-"$here/mkdata.sh" "$out/data.img" $data_src
+"$here/mkdata.sh" "$out/data.img" ${data_src:+"$data_src"}
 
 step "disk"
 img=$out/voxgate-$board.img

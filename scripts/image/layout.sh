@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced: the variables are used by the scripts that source it
 # The voxgate disk layout, sourced by build.sh, mkdisk.sh and (as data) by the update script's
 # design. One GPT, the same on every board (so an update never repartitions):
 #
@@ -14,7 +15,6 @@
 # Slots are sized for growth (today's root is ~200 MiB): an update only ever writes a slot.
 # The data partition is small in the image file; TODO(issue 5): grow it to the disk on first
 # boot (systemd-repart is not in bookworm's systemd 252 package set we ship).
-LAYOUT_ALIGN_MIB=1
 BIOS_MIB=1
 ESP_MIB=256
 ROOT_MIB=768

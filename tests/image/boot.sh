@@ -15,7 +15,9 @@
 # Needs root, qemu-system-x86, ovmf, mtools, fdisk, openssh-client, and apt access to Debian's
 # mirror once (busybox-static, cached in build/cache).
 set -euo pipefail
-TEST=boot-test
+TEST=boot-test # (read by lib.sh)
+export TEST
+# shellcheck source=tests/image/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 [ "${1:-qemu}" = qemu ] || die "only the qemu board has NICs this test knows (BOARD=qemu)"

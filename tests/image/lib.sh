@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by tests/image/boot.sh and tests/image/update.sh (sourced, not run): a qemu VM of the
 # qemu board with the release root and ESP from build/qemu and a test data partition.
 #
@@ -98,8 +99,8 @@ kvm_works() {
   timeout 20 qemu-system-x86_64 -machine q35,accel=kvm -cpu host -m 256 -nodefaults -display none \
     -serial "file:$tmp/kvm-probe.log" -kernel "$tmp/vmlinuz" -append "console=ttyS0 panic=-1" \
     -no-reboot >/dev/null 2>&1 &
-  local pid=$! i
-  for i in $(seq 40); do
+  local pid=$!
+  for _ in $(seq 40); do
     if grep -qa "Linux version" "$tmp/kvm-probe.log" 2>/dev/null; then
       kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
       return 0
@@ -164,14 +165,12 @@ vm() { vm_ssh_opts; ssh "${ssh_opts[@]}" -p "$port" root@127.0.0.1 "$@"; }
 vm_put() { vm_ssh_opts; scp -q "${ssh_opts[@]}" -P "$port" "$1" "root@127.0.0.1:$2"; }
 # vm_wait_ssh: sshd answers (its first start generates the host key; slow under TCG).
 vm_wait_ssh() {
-  local i
-  for i in $(seq 30); do vm true 2>/dev/null && return 0; sleep 2; done
+  for _ in $(seq 30); do vm true 2>/dev/null && return 0; sleep 2; done
   vm true || die "cannot ssh to the management port (127.0.0.1:$port)"
 }
 vm_poweroff() {
   vm 'systemctl poweroff' >/dev/null 2>&1 || true
-  local i
-  for i in $(seq 60); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 1; done
+  for _ in $(seq 60); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 1; done
   if kill -0 "$qemu_pid" 2>/dev/null; then
     echo "  FAIL  clean poweroff within 60s"; failures=$((failures + 1))
   else

@@ -10,7 +10,9 @@
 # Takes build/qemu from `make image BOARD=qemu`, build/base/rootfs.tar and the voxgate binary
 # (VOXGATE_BIN, default target/release/voxgate). Long under TCG (about 10 minutes on 2 CPUs).
 set -euo pipefail
-TEST=update-test
+TEST=update-test # (read by lib.sh)
+export TEST
+# shellcheck source=tests/image/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 vm_requirements
