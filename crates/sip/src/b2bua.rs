@@ -251,6 +251,7 @@ impl B2bua {
     /// Runs timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tx.handle_timeout(now);
+        self.sweep_outside(now);
         if self.keepalive_at.is_some_and(|t| now >= t) {
             // One CRLF keepalive stream for all phones holds the router's binding open
             // (RFC 5626 4.4.1 double CRLF).
@@ -318,7 +319,7 @@ impl B2bua {
         if method == Method::OPTIONS {
             let mut r = response(&msg, 200, "OK", Some(&random_token(8)));
             r.headers
-                .insert(Name::ALLOW, "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER");
+                .insert(Name::ALLOW, "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, PRACK, INFO, REFER, SUBSCRIBE, NOTIFY, MESSAGE, PUBLISH");
             self.tx.respond(now, tx, r);
             return;
         }

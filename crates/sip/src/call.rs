@@ -21,7 +21,7 @@ use crate::transaction::{ClientTx, Peer, ServerTx, Side};
 
 /// Headers a request carries across the B2BUA (everything naming transport or dialog state is
 /// regenerated per leg).
-const REQUEST_COPY: &[&str] = &[
+pub(crate) const REQUEST_COPY: &[&str] = &[
     "authorization",
     "proxy-authorization",
     "content-type",
@@ -41,10 +41,16 @@ const REQUEST_COPY: &[&str] = &[
     "rack",
     "rseq",
     "require",
+    "expires",
+    "allow-events",
+    "sip-if-match",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
 ];
 
 /// Headers a response carries back.
-const RESPONSE_COPY: &[&str] = &[
+pub(crate) const RESPONSE_COPY: &[&str] = &[
     "www-authenticate",
     "proxy-authenticate",
     "content-type",
@@ -57,30 +63,34 @@ const RESPONSE_COPY: &[&str] = &[
     "retry-after",
     "reason",
     "unsupported",
+    "expires",
+    "min-expires",
+    "allow-events",
+    "sip-etag",
 ];
 
 /// One side of a call: a dialog with one party.
 #[derive(Debug, Clone)]
-struct Leg {
-    side: Side,
-    call_id: String,
-    local_tag: String,
-    remote_tag: Option<String>,
+pub(crate) struct Leg {
+    pub(crate) side: Side,
+    pub(crate) call_id: String,
+    pub(crate) local_tag: String,
+    pub(crate) remote_tag: Option<String>,
     /// Our From/To URI part on this leg (name-addr without tag).
-    local_uri: String,
+    pub(crate) local_uri: String,
     /// The party's From/To URI part (name-addr without tag).
-    remote_uri: String,
+    pub(crate) remote_uri: String,
     /// Request-URI for in-dialog requests (the party's Contact).
-    remote_target: String,
+    pub(crate) remote_target: String,
     /// Where the party's messages go.
-    peer: Peer,
+    pub(crate) peer: Peer,
     /// Our CSeq counter on this leg.
-    cseq: u32,
+    pub(crate) cseq: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-enum State {
+pub(crate) enum State {
     /// INVITE sent, no final response yet.
     Early,
     /// Challenged by the provider: the phone will resend its INVITE with credentials.
@@ -106,37 +116,55 @@ impl State {
 }
 
 #[derive(Debug, Clone)]
-enum Purpose {
+pub(crate) enum Purpose {
     /// The initial INVITE relayed to `to` side; answers go to `server`.
     Invite { server: ServerTx },
     /// A relayed in-dialog request; answers go to `server`.
     Relay { server: ServerTx, sdp_offer: bool },
     /// Our own request (BYE, CANCEL, ACK-less cleanup); answers are absorbed.
     Own,
+    /// A relayed out-of-dialog request other than INVITE (SUBSCRIBE, MESSAGE, NOTIFY, ...);
+    /// answers go to `server`.
+    Outside { server: ServerTx },
+}
+
+/// What a pair of dialogs carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A call (INVITE dialog), with media.
+    Call,
+    /// A subscription (SUBSCRIBE dialog: presence/BLF, message-summary, ...).
+    Subscription,
+    /// A request outside any dialog (MESSAGE, unsolicited NOTIFY, PUBLISH): the pair exists
+    /// until its final response.
+    Request,
 }
 
 #[derive(Debug)]
-struct Call {
-    key: String,
+pub(crate) struct Call {
+    pub(crate) kind: Kind,
+    /// When a subscription lapses unless refreshed.
+    pub(crate) expires_at: Option<Instant>,
+    pub(crate) key: String,
     /// The leg the call came from.
-    caller: Leg,
+    pub(crate) caller: Leg,
     /// The leg the call went to.
-    callee: Leg,
-    state: State,
-    started: Instant,
-    answered: Option<Instant>,
+    pub(crate) callee: Leg,
+    pub(crate) state: State,
+    pub(crate) started: Instant,
+    pub(crate) answered: Option<Instant>,
     /// The callee-side INVITE we sent, for CANCEL and for the re-sent INVITE after a challenge.
-    invite: Option<Message>,
+    pub(crate) invite: Option<Message>,
     /// The caller's pending INVITE transaction and request.
-    caller_invite: Option<(ServerTx, Message)>,
+    pub(crate) caller_invite: Option<(ServerTx, Message)>,
     /// Our ACK for the callee's 2xx, re-sent on 2xx retransmissions.
-    ack: Option<Vec<u8>>,
+    pub(crate) ack: Option<Vec<u8>>,
     /// The early answer already sent to the caller (a 2xx after a 183 repeats it).
-    early_answer: Option<Vec<u8>>,
+    pub(crate) early_answer: Option<Vec<u8>>,
     /// The caller's number and the callee's, for status.
-    from: String,
-    to: String,
-    end_reason: Option<String>,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) end_reason: Option<String>,
 }
 
 /// Information on one call for `voxgate calls`.
@@ -165,10 +193,10 @@ pub struct CallInfo {
 /// Every call the B2BUA holds.
 #[derive(Default)]
 pub(crate) struct Calls {
-    next: u64,
-    calls: HashMap<u64, Call>,
-    by_dialog: HashMap<(Side, String), u64>,
-    by_client: HashMap<ClientTx, (u64, Purpose)>,
+    pub(crate) next: u64,
+    pub(crate) calls: HashMap<u64, Call>,
+    pub(crate) by_dialog: HashMap<(Side, String), u64>,
+    pub(crate) by_client: HashMap<ClientTx, (u64, Purpose)>,
 }
 
 impl Calls {
@@ -180,6 +208,7 @@ impl Calls {
         let mut v: Vec<CallInfo> = self
             .calls
             .values()
+            .filter(|c| c.kind == Kind::Call)
             .map(|c| {
                 let (lan, wan) = if c.caller.side == Side::Lan {
                     (&c.caller, &c.callee)
@@ -210,7 +239,7 @@ impl Calls {
         v
     }
 
-    fn remove(&mut self, id: u64) -> Option<Call> {
+    pub(crate) fn remove(&mut self, id: u64) -> Option<Call> {
         let c = self.calls.remove(&id)?;
         self.by_dialog
             .remove(&(c.caller.side, c.caller.call_id.clone()));
@@ -221,17 +250,17 @@ impl Calls {
     }
 }
 
-fn header(msg: &Message, name: Name) -> Option<String> {
+pub(crate) fn header(msg: &Message, name: Name) -> Option<String> {
     msg.headers.get_raw(&name).next().map(|v| v.to_string())
 }
 
-fn is_sdp(msg: &Message) -> bool {
+pub(crate) fn is_sdp(msg: &Message) -> bool {
     !msg.body.is_empty()
         && header(msg, Name::CONTENT_TYPE)
             .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("application/sdp"))
 }
 
-fn reason_of(msg: &Message) -> String {
+pub(crate) fn reason_of(msg: &Message) -> String {
     match &msg.line {
         MessageLine::Response(StatusLine {
             reason: Some(r), ..
@@ -240,7 +269,7 @@ fn reason_of(msg: &Message) -> String {
     }
 }
 
-fn name_addr_text(n: &name_addr::NameAddr) -> String {
+pub(crate) fn name_addr_text(n: &name_addr::NameAddr) -> String {
     match &n.display {
         Some(d) => format!("\"{d}\" <{}>", n.uri),
         None => format!("<{}>", n.uri),
@@ -250,7 +279,7 @@ fn name_addr_text(n: &name_addr::NameAddr) -> String {
 /// A request on `leg`, built as text and parsed, so every message we send passes the same
 /// checks as what we receive.
 #[allow(clippy::too_many_arguments)]
-fn build_request(
+pub(crate) fn build_request(
     method: &str,
     ruri: &str,
     leg: &Leg,
@@ -311,7 +340,7 @@ fn in_dialog(
     )
 }
 
-fn copied(msg: &Message, names: &[&str]) -> Vec<(String, String)> {
+pub(crate) fn copied(msg: &Message, names: &[&str]) -> Vec<(String, String)> {
     msg.headers
         .iter()
         .filter(|(n, _)| {
@@ -326,7 +355,7 @@ fn copied(msg: &Message, names: &[&str]) -> Vec<(String, String)> {
 /// The box's own SIP addresses on each side, copied out so that call state can be borrowed
 /// mutably while requests are built.
 #[derive(Clone, Copy)]
-struct Addrs {
+pub(crate) struct Addrs {
     lan: SocketAddr,
     wan: SocketAddr,
     wan_tcp: bool,
@@ -334,7 +363,7 @@ struct Addrs {
 
 impl Addrs {
     /// The sent-by part of our Via on `side`: transport and address.
-    fn via(self, side: Side) -> String {
+    pub(crate) fn via(self, side: Side) -> String {
         match side {
             Side::Lan => format!("UDP {}", self.lan),
             Side::Wan if self.wan_tcp => format!("TCP {}", self.wan),
@@ -342,7 +371,7 @@ impl Addrs {
         }
     }
 
-    fn contact(self, side: Side) -> String {
+    pub(crate) fn contact(self, side: Side) -> String {
         match side {
             Side::Lan => format!("sip:voxgate@{}", self.lan),
             Side::Wan if self.wan_tcp => format!("sip:voxgate@{};transport=tcp", self.wan),
@@ -352,7 +381,7 @@ impl Addrs {
 }
 
 impl B2bua {
-    fn addrs(&self) -> Addrs {
+    pub(crate) fn addrs(&self) -> Addrs {
         Addrs {
             lan: self.settings.lan,
             wan: self.wan_advertised(),
@@ -383,9 +412,22 @@ impl B2bua {
             ("INVITE", None, false) => self.new_call(now, tx, msg, from),
             ("INVITE", Some(id), false) => self.resend_invite(now, id, tx, msg),
             ("CANCEL", Some(id), _) => self.cancel(now, id, tx, msg),
-            ("BYE", Some(id), true) => self.bye(now, id, tx, msg, from.side),
+            ("BYE", Some(id), true) if self.calls.calls[&id].kind == Kind::Call => {
+                self.bye(now, id, tx, msg, from.side)
+            }
             (_, Some(id), true) => self.relay_in_dialog(now, id, tx, msg, from.side),
-            ("INVITE" | "BYE" | "CANCEL" | "UPDATE" | "INFO" | "PRACK", None, _) => {
+            ("SUBSCRIBE" | "NOTIFY" | "MESSAGE" | "PUBLISH" | "REFER", None, false) => {
+                self.outside_request(now, tx, msg, from)
+            }
+            ("SUBSCRIBE" | "NOTIFY" | "MESSAGE" | "PUBLISH" | "REFER", Some(id), false) => {
+                self.outside_resend(now, id, tx, msg)
+            }
+            (
+                "INVITE" | "BYE" | "CANCEL" | "UPDATE" | "INFO" | "PRACK" | "SUBSCRIBE" | "NOTIFY"
+                | "REFER",
+                None,
+                _,
+            ) => {
                 let r = response(
                     msg,
                     481,
@@ -409,13 +451,6 @@ impl B2bua {
                 .respond(now, tx, response(msg, 400, "Bad From or To", None));
             return;
         };
-        let ruri = match &msg.line {
-            MessageLine::Request(r) => format!(
-                "{}",
-                ezk_sip_types::print::AppendCtx::default_print_ctx(&r.uri)
-            ),
-            _ => unreachable!("a request"),
-        };
         let caller = Leg {
             side: from.side,
             call_id: msg.call_id().unwrap_or_default(),
@@ -429,78 +464,15 @@ impl B2bua {
             peer: from,
             cseq: 0,
         };
-        // Where the call goes, and with which identity.
-        let (callee_peer, callee_ruri, callee_from, callee_to) = match from.side {
-            Side::Lan => {
-                // To the provider: the dialled Request-URI as the phone wrote it (the digest
-                // covers it), unless it names the box itself, which the provider cannot route.
-                let lan_host = self.settings.lan.ip().to_string();
-                let ruri = if ruri.contains(&format!("@{lan_host}")) {
-                    ruri.replace(&lan_host, &self.settings.domain)
-                } else {
-                    ruri
-                };
-                let hide = |uri: &str| {
-                    let lan_net_host = from.addr.ip().to_string();
-                    uri.replace(&lan_net_host, &self.settings.domain)
-                        .replace(&lan_host, &self.settings.domain)
-                };
-                let f = name_addr::NameAddr {
-                    uri: hide(&from_na.uri),
-                    ..from_na.clone()
-                };
-                let t = name_addr::NameAddr {
-                    uri: hide(&to_na.uri),
-                    ..to_na.clone()
-                };
-                (
-                    self.upstream_peer(),
-                    ruri,
-                    name_addr_text(&f),
-                    name_addr_text(&t),
-                )
-            }
-            Side::Wan => {
-                // From the provider to the phone registered under the contact token.
-                let token = ruri
-                    .strip_prefix("sip:")
-                    .and_then(|r| r.split('@').next())
-                    .unwrap_or_default()
-                    .to_string();
-                let Some(reg) = self
-                    .by_token
-                    .get(&token)
-                    .and_then(|aor| self.regs.get(aor))
-                    .cloned()
-                else {
-                    self.tx.respond(
-                        now,
-                        tx,
-                        response(msg, 404, "Not Found", Some(&random_token(8))),
-                    );
-                    return;
-                };
-                if reg.expires_at.is_none_or(|t| t <= now) {
-                    self.tx.respond(
-                        now,
-                        tx,
-                        response(msg, 480, "Temporarily Unavailable", Some(&random_token(8))),
-                    );
+        let (callee_peer, callee_ruri, callee_from, callee_to) =
+            match self.route(now, msg, from, &from_na, &to_na) {
+                Ok(r) => r,
+                Err((code, reason)) => {
+                    self.tx
+                        .respond(now, tx, response(msg, code, reason, Some(&random_token(8))));
                     return;
                 }
-                let peer = Peer {
-                    side: Side::Lan,
-                    addr: reg.phone_addr,
-                    reliable: false,
-                };
-                (
-                    peer,
-                    reg.phone_contact.clone(),
-                    name_addr_text(&from_na),
-                    format!("<{}>", reg.aor),
-                )
-            }
-        };
+            };
         let callee_side = callee_peer.side;
         let callee = Leg {
             side: callee_side,
@@ -565,6 +537,8 @@ impl B2bua {
         self.calls.calls.insert(
             id,
             Call {
+                kind: Kind::Call,
+                expires_at: None,
                 key,
                 from: from_na.uri.clone(),
                 to: to_na.uri.clone(),
@@ -580,6 +554,88 @@ impl B2bua {
                 end_reason: None,
             },
         );
+    }
+
+    /// Where a new request from `from` goes, and with which identity: phones' requests go to
+    /// the provider (topology hidden), the provider's to the phone registered under the
+    /// contact token in the Request-URI. Returns (peer, Request-URI, From, To) or the status
+    /// to refuse it with.
+    pub(crate) fn route(
+        &self,
+        now: Instant,
+        msg: &Message,
+        from: Peer,
+        from_na: &name_addr::NameAddr,
+        to_na: &name_addr::NameAddr,
+    ) -> Result<(Peer, String, String, String), (u16, &'static str)> {
+        let ruri = match &msg.line {
+            MessageLine::Request(r) => format!(
+                "{}",
+                ezk_sip_types::print::AppendCtx::default_print_ctx(&r.uri)
+            ),
+            _ => unreachable!("a request"),
+        };
+        Ok(match from.side {
+            Side::Lan => {
+                // To the provider: the dialled Request-URI as the phone wrote it (the digest
+                // covers it), unless it names the box itself, which the provider cannot route.
+                let lan_host = self.settings.lan.ip().to_string();
+                let ruri = if ruri.contains(&format!("@{lan_host}")) {
+                    ruri.replace(&lan_host, &self.settings.domain)
+                } else {
+                    ruri
+                };
+                let hide = |uri: &str| {
+                    let lan_net_host = from.addr.ip().to_string();
+                    uri.replace(&lan_net_host, &self.settings.domain)
+                        .replace(&lan_host, &self.settings.domain)
+                };
+                let f = name_addr::NameAddr {
+                    uri: hide(&from_na.uri),
+                    ..from_na.clone()
+                };
+                let t = name_addr::NameAddr {
+                    uri: hide(&to_na.uri),
+                    ..to_na.clone()
+                };
+                (
+                    self.upstream_peer(),
+                    ruri,
+                    name_addr_text(&f),
+                    name_addr_text(&t),
+                )
+            }
+            Side::Wan => {
+                // From the provider to the phone registered under the contact token.
+                let token = ruri
+                    .strip_prefix("sip:")
+                    .and_then(|r| r.split('@').next())
+                    .unwrap_or_default()
+                    .to_string();
+                let Some(reg) = self
+                    .by_token
+                    .get(&token)
+                    .and_then(|aor| self.regs.get(aor))
+                    .cloned()
+                else {
+                    return Err((404, "Not Found"));
+                };
+                if reg.expires_at.is_none_or(|t| t <= now) {
+                    return Err((480, "Temporarily Unavailable"));
+                }
+                let peer = Peer {
+                    side: Side::Lan,
+                    addr: reg.phone_addr,
+                    reliable: false,
+                };
+                (
+                    peer,
+                    reg.phone_contact.clone(),
+                    name_addr_text(from_na),
+                    format!("<{}>", reg.aor),
+                )
+            }
+        })
     }
 
     /// The phone re-sends its INVITE with credentials after a 401/407: same upstream dialog,
@@ -717,7 +773,23 @@ impl B2bua {
         };
         let method = msg.method().map(|m| m.to_string()).unwrap_or_default();
         let key = c.key.clone();
-        let sdp_offer = is_sdp(msg) && (method == "INVITE" || method == "UPDATE");
+        // A subscription's first NOTIFY may overtake the SUBSCRIBE's 2xx: it establishes the
+        // notifier's tag and target on its leg.
+        let near = if c.caller.side == from {
+            &mut c.caller
+        } else {
+            &mut c.callee
+        };
+        if near.remote_tag.is_none() {
+            near.remote_tag = header(msg, Name::FROM)
+                .and_then(|f| name_addr::parse(&f))
+                .and_then(|f| f.tag().map(str::to_string));
+            if let Some(t) = header(msg, Name::CONTACT).and_then(|v| name_addr::parse(&v)) {
+                near.remote_target = t.uri;
+            }
+        }
+        let sdp_offer =
+            c.kind == Kind::Call && is_sdp(msg) && (method == "INVITE" || method == "UPDATE");
         let body = if sdp_offer {
             match self.media.offer(&key, from, &msg.body) {
                 Ok(b) => b,
@@ -748,6 +820,7 @@ impl B2bua {
         let contact = (method == "INVITE"
             || method == "UPDATE"
             || method == "SUBSCRIBE"
+            || method == "NOTIFY"
             || method == "REFER")
             .then(|| addrs.contact(other.side));
         let Some(req) = build_request(
@@ -798,6 +871,7 @@ impl B2bua {
                 }
             }
             Purpose::Invite { server } => self.invite_response(now, id, server, msg),
+            Purpose::Outside { server } => self.outside_response(now, id, server, msg),
             Purpose::Relay { server, sdp_offer } => {
                 let Some(req) = self.relayed.get(&server).cloned() else {
                     return;
@@ -839,6 +913,18 @@ impl B2bua {
                             })
                         ),
                     );
+                }
+                if (200..300).contains(&code) && req.method() == Some(&Method::SUBSCRIBE) {
+                    let side = if other_side == Side::Lan {
+                        Side::Wan
+                    } else {
+                        Side::Lan
+                    };
+                    r.headers
+                        .insert(Name::CONTACT, format!("<{}>", addrs.contact(side)));
+                }
+                if code >= 200 {
+                    self.subscription_progress(now, id, &req, &msg);
                 }
                 if sdp_offer && is_sdp(&msg) && (200..300).contains(&code) {
                     match self.media.answer(&key, other_side, &msg.body) {
@@ -976,6 +1062,15 @@ impl B2bua {
                     self.media.release(&key);
                 }
                 self.calls.remove(id);
+            }
+            Purpose::Outside { server } => {
+                if let Some(c) = self.calls.remove(id) {
+                    if let Some((_, req)) = c.caller_invite {
+                        let r = response(&req, 408, "Request Timeout", Some(&c.caller.local_tag));
+                        self.tx.respond(now, server, r);
+                    }
+                    tracing::warn!(key = %c.key, "no answer to an out-of-dialog request");
+                }
             }
             Purpose::Relay { server, .. } => {
                 if let Some(req) = self.relayed.remove(&server) {

@@ -4,6 +4,7 @@ pub mod b2bua;
 pub mod call;
 pub mod message;
 pub mod name_addr;
+mod requests;
 mod service;
 pub mod transaction;
 pub use service::{SipHandle, SipService, Traced};

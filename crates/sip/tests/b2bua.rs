@@ -246,7 +246,7 @@ fn options_is_answered_locally_and_other_methods_refused_cleanly() {
         "{}",
         out[0].1
     );
-    let sub = String::from_utf8_lossy(opt).replace("OPTIONS", "SUBSCRIBE");
+    let sub = String::from_utf8_lossy(opt).replace("OPTIONS", "DO");
     b.receive(t0, sub.as_bytes(), phone());
     let out = sent(&mut b);
     assert!(out[0].1.starts_with("SIP/2.0 501"), "{}", out[0].1);

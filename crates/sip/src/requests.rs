@@ -1,0 +1,306 @@
+//! Out-of-dialog requests other than REGISTER and INVITE, relayed like calls: each is two
+//! dialogs (or two transactions), the provider's leg with the box's own Call-ID, tags, Via and
+//! Contact. SUBSCRIBE (busy-lamp field, message-summary) and out-of-dialog REFER create a
+//! subscription whose NOTIFYs and refreshes then travel as in-dialog requests; MESSAGE,
+//! PUBLISH and unsolicited NOTIFY (e.g. message waiting, RFC 3842) live only as long as their
+//! transaction. Requests from the provider reach the phone registered under the contact token
+//! in their Request-URI, exactly as inbound calls do.
+
+use std::time::{Duration, Instant};
+
+use ezk_sip_types::Name;
+
+use crate::b2bua::{copy_named, random_token, B2bua};
+use crate::call::{
+    build_request, copied, header, name_addr_text, reason_of, Call, Kind, Leg, Purpose, State,
+    REQUEST_COPY, RESPONSE_COPY,
+};
+use crate::message::{response, Message};
+use crate::name_addr;
+use crate::transaction::{Peer, ServerTx};
+
+/// How long past its expiry a subscription is kept for a late refresh or final NOTIFY, and how
+/// long a challenged request waits for its retry with credentials (64 × T1, timer F).
+const GRACE: Duration = Duration::from_secs(32);
+
+/// Subscriptions last this long when neither side names an expiry (RFC 6665 leaves the
+/// default to the event package; message-summary and dialog use 3600 s).
+const DEFAULT_EXPIRES: u64 = 3600;
+
+fn expires(msg: &Message) -> Option<u64> {
+    header(msg, Name::EXPIRES).and_then(|e| e.trim().parse().ok())
+}
+
+/// Methods whose request creates a subscription dialog.
+fn creates_dialog(method: &str) -> bool {
+    method == "SUBSCRIBE" || method == "REFER"
+}
+
+impl B2bua {
+    /// A new out-of-dialog request from `from`: relayed to the other side on a fresh leg.
+    pub(crate) fn outside_request(
+        &mut self,
+        now: Instant,
+        tx: ServerTx,
+        msg: &Message,
+        from: Peer,
+    ) {
+        let addrs = self.addrs();
+        let method = msg.method().map(|m| m.to_string()).unwrap_or_default();
+        let from_na = header(msg, Name::FROM).and_then(|v| name_addr::parse(&v));
+        let to_na = header(msg, Name::TO).and_then(|v| name_addr::parse(&v));
+        let (Some(from_na), Some(to_na)) = (from_na, to_na) else {
+            self.tx
+                .respond(now, tx, response(msg, 400, "Bad From or To", None));
+            return;
+        };
+        let (peer, ruri, callee_from, callee_to) = match self
+            .route(now, msg, from, &from_na, &to_na)
+        {
+            Ok(r) => r,
+            Err((code, reason)) => {
+                tracing::info!(%method, from = %from.addr, code, "out-of-dialog request refused");
+                self.tx
+                    .respond(now, tx, response(msg, code, reason, Some(&random_token(8))));
+                return;
+            }
+        };
+        let contact = header(msg, Name::CONTACT).and_then(|v| name_addr::parse(&v));
+        let caller = Leg {
+            side: from.side,
+            call_id: msg.call_id().unwrap_or_default(),
+            local_tag: random_token(10),
+            remote_tag: from_na.tag().map(str::to_string),
+            local_uri: name_addr_text(&to_na),
+            remote_uri: name_addr_text(&from_na),
+            remote_target: contact
+                .map(|c| c.uri)
+                .unwrap_or_else(|| from_na.uri.clone()),
+            peer: from,
+            cseq: 0,
+        };
+        let callee = Leg {
+            side: peer.side,
+            call_id: format!("{}@voxgate", random_token(20)),
+            local_tag: random_token(10),
+            remote_tag: None,
+            local_uri: callee_from,
+            remote_uri: callee_to,
+            remote_target: ruri.clone(),
+            peer,
+            cseq: 1,
+        };
+        let with_contact = creates_dialog(&method) || method == "NOTIFY";
+        let Some(req) = build_request(
+            &method,
+            &ruri,
+            &callee,
+            1,
+            addrs.via(peer.side),
+            with_contact.then(|| addrs.contact(peer.side)).as_deref(),
+            &copied(msg, REQUEST_COPY),
+            &msg.body,
+        ) else {
+            self.tx.respond(
+                now,
+                tx,
+                response(msg, 400, "Bad Request-URI", Some(&caller.local_tag)),
+            );
+            return;
+        };
+        self.calls.next += 1;
+        let id = self.calls.next;
+        let key = format!("{}-{id}", method.to_ascii_lowercase());
+        let kind = if creates_dialog(&method) {
+            Kind::Subscription
+        } else {
+            Kind::Request
+        };
+        tracing::info!(%key, from = %from_na.uri, to = %ruri, direction = ?from.side, event = header(msg, Name::EVENT).unwrap_or_default(), "out-of-dialog request relayed");
+        let ctx = self.tx.request(now, req.clone(), peer);
+        self.calls
+            .by_dialog
+            .insert((caller.side, caller.call_id.clone()), id);
+        self.calls
+            .by_dialog
+            .insert((callee.side, callee.call_id.clone()), id);
+        self.calls
+            .by_client
+            .insert(ctx, (id, Purpose::Outside { server: tx }));
+        self.calls.calls.insert(
+            id,
+            Call {
+                kind,
+                expires_at: Some(now + GRACE),
+                key,
+                from: from_na.uri.clone(),
+                to: to_na.uri.clone(),
+                caller,
+                callee,
+                state: State::Early,
+                started: now,
+                answered: None,
+                invite: Some(req),
+                caller_invite: Some((tx, msg.clone())),
+                ack: None,
+                early_answer: None,
+                end_reason: None,
+            },
+        );
+    }
+
+    /// The same request again on its Call-ID without a To tag: the retry with credentials
+    /// after a 401/407 goes out on the same upstream leg with the next CSeq.
+    pub(crate) fn outside_resend(&mut self, now: Instant, id: u64, tx: ServerTx, msg: &Message) {
+        let addrs = self.addrs();
+        let method = msg.method().map(|m| m.to_string()).unwrap_or_default();
+        let Some(c) = self.calls.calls.get_mut(&id) else {
+            return;
+        };
+        if c.state != State::Challenged || c.kind == Kind::Call {
+            let mut r = response(msg, 500, "Request Pending", Some(&c.caller.local_tag));
+            r.headers.insert(Name::RETRY_AFTER, "1");
+            self.tx.respond(now, tx, r);
+            return;
+        }
+        c.callee.cseq += 1;
+        let with_contact = creates_dialog(&method) || method == "NOTIFY";
+        let Some(req) = build_request(
+            &method,
+            &c.callee.remote_target.clone(),
+            &c.callee,
+            c.callee.cseq,
+            addrs.via(c.callee.side),
+            with_contact
+                .then(|| addrs.contact(c.callee.side))
+                .as_deref(),
+            &copied(msg, REQUEST_COPY),
+            &msg.body,
+        ) else {
+            return;
+        };
+        c.state = State::Early;
+        c.expires_at = Some(now + GRACE);
+        c.invite = Some(req.clone());
+        c.caller_invite = Some((tx, msg.clone()));
+        let peer = c.callee.peer;
+        let ctx = self.tx.request(now, req, peer);
+        self.calls
+            .by_client
+            .insert(ctx, (id, Purpose::Outside { server: tx }));
+    }
+
+    /// The far side's final answer to a relayed out-of-dialog request.
+    pub(crate) fn outside_response(
+        &mut self,
+        now: Instant,
+        id: u64,
+        server: ServerTx,
+        msg: Message,
+    ) {
+        let addrs = self.addrs();
+        let code = msg.code().unwrap_or(500);
+        if code < 200 {
+            return;
+        }
+        let Some(c) = self.calls.calls.get_mut(&id) else {
+            return;
+        };
+        let Some((_, req)) = c.caller_invite.take() else {
+            return;
+        };
+        let mut r = response(&req, code, &reason_of(&msg), Some(&c.caller.local_tag));
+        copy_named(&msg.headers, &mut r.headers, RESPONSE_COPY);
+        r.body = msg.body.clone();
+        let key = c.key.clone();
+        match (code, c.kind) {
+            (200..=299, Kind::Subscription) => {
+                c.callee.remote_tag = header(&msg, Name::TO)
+                    .and_then(|t| name_addr::parse(&t))
+                    .and_then(|t| t.tag().map(str::to_string));
+                if let Some(t) = header(&msg, Name::CONTACT).and_then(|v| name_addr::parse(&v)) {
+                    c.callee.remote_target = t.uri;
+                }
+                let secs = expires(&msg)
+                    .or_else(|| expires(&req))
+                    .unwrap_or(DEFAULT_EXPIRES);
+                c.state = State::Confirmed;
+                c.answered = Some(now);
+                c.expires_at = Some(now + Duration::from_secs(secs) + GRACE);
+                r.headers
+                    .insert(Name::CONTACT, format!("<{}>", addrs.contact(c.caller.side)));
+                tracing::info!(%key, expires = secs, "subscription accepted");
+                self.tx.respond(now, server, r);
+            }
+            (401 | 407, _) => {
+                c.state = State::Challenged;
+                c.expires_at = Some(now + GRACE);
+                self.tx.respond(now, server, r);
+            }
+            _ => {
+                if code >= 300 {
+                    tracing::info!(%key, code, reason = %reason_of(&msg), "out-of-dialog request refused by the far side");
+                }
+                self.tx.respond(now, server, r);
+                self.calls.remove(id);
+            }
+        }
+    }
+
+    /// A relayed in-dialog request ended with `msg`: NOTIFY `terminated`, 481 or a refresh
+    /// change a subscription's life.
+    pub(crate) fn subscription_progress(
+        &mut self,
+        now: Instant,
+        id: u64,
+        req: &Message,
+        msg: &Message,
+    ) {
+        let Some(c) = self.calls.calls.get_mut(&id) else {
+            return;
+        };
+        if c.kind != Kind::Subscription {
+            return;
+        }
+        let code = msg.code().unwrap_or(500);
+        let method = req.method().map(|m| m.to_string()).unwrap_or_default();
+        let terminated = method == "NOTIFY"
+            && header(req, Name::SUBSCRIPTION_STATE)
+                .is_some_and(|s| s.trim().to_ascii_lowercase().starts_with("terminated"));
+        if terminated || code == 481 {
+            tracing::info!(key = %c.key, "subscription ended");
+            self.calls.remove(id);
+            return;
+        }
+        if method == "SUBSCRIBE" && (200..300).contains(&code) {
+            let secs = expires(msg).or_else(|| expires(req)).unwrap_or(0);
+            c.expires_at = Some(now + Duration::from_secs(secs) + GRACE);
+        }
+    }
+
+    /// Forgets subscriptions that lapsed and requests that were challenged and never retried.
+    pub(crate) fn sweep_outside(&mut self, now: Instant) {
+        let lapsed: Vec<u64> = self
+            .calls
+            .calls
+            .iter()
+            .filter(|(_, c)| c.kind != Kind::Call && c.expires_at.is_some_and(|t| t <= now))
+            .filter(|(_, c)| c.caller_invite.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lapsed {
+            if let Some(c) = self.calls.remove(id) {
+                tracing::info!(key = %c.key, "subscription lapsed");
+            }
+        }
+    }
+
+    /// Subscriptions held (for status).
+    pub fn subscriptions(&self) -> usize {
+        self.calls
+            .calls
+            .values()
+            .filter(|c| c.kind == Kind::Subscription)
+            .count()
+    }
+}
