@@ -414,15 +414,15 @@ fn inbound_call_after_idle_time_longer_than_the_nat_timeout() {
     inbound_call(Duration::from_secs(45), LabOptions::default());
 }
 
-fn inbound_call(idle: Duration, opts: LabOptions) {
-    lab::require_root().unwrap();
-    let lab = Lab::with(opts).unwrap();
-    let b = running_box(&lab);
+/// Registers the phone (its contact: 10.100.0.50:5070) through the box, waits `idle`, and
+/// returns where the provider reaches the box through the isp NAT (as a registrar does: the
+/// REGISTER's source address) and the contact token the box registered for the phone.
+fn register_phone_and_find_it(lab: &Lab, b: &Box_, idle: Duration) -> (String, String) {
     let sock = b.socket();
     // Register the phone (its contact: 10.100.0.50:5070).
-    let mut registrar = start_registrar(&lab, b.dir.path());
+    let mut registrar = start_registrar(lab, b.dir.path());
     std::thread::sleep(Duration::from_millis(300));
-    let (ok, log) = sipp(&lab, Node::Phone, &REGISTER_PHONE, Duration::from_secs(15));
+    let (ok, log) = sipp(lab, Node::Phone, &REGISTER_PHONE, Duration::from_secs(15));
     assert!(ok, "registration failed:\n{log}");
     registrar.wait_timeout(Duration::from_secs(5)).unwrap();
     let regs: Value = serde_json::from_slice(&cli(&sock, &["regs", "--json"]).stdout).unwrap();
@@ -458,6 +458,15 @@ fn inbound_call(idle: Duration, opts: LabOptions) {
         .unwrap_or_else(|| panic!("no NAT mapping for the box's SIP socket: {ct}"))
         .to_string();
     let target = format!("203.0.113.2:{public_port}");
+    (target, token)
+}
+
+fn inbound_call(idle: Duration, opts: LabOptions) {
+    lab::require_root().unwrap();
+    let lab = Lab::with(opts).unwrap();
+    let b = running_box(&lab);
+    let sock = b.socket();
+    let (target, token) = register_phone_and_find_it(&lab, &b, idle);
 
     // The phone answers; the provider calls the box's registered contact through the isp NAT
     // and hangs up itself.
@@ -649,4 +658,126 @@ fn registration_over_tcp_to_the_provider() {
     let regs: Value =
         serde_json::from_slice(&cli(&b.socket(), &["regs", "--json"]).stdout).unwrap();
     assert_eq!(regs[0]["state"], "registered", "{regs:#}");
+}
+
+/// Busy-lamp field: the phone subscribes to 1002's dialog state through the box, gets the
+/// provider's NOTIFY, unsubscribes and gets the final NOTIFY; nothing of the LAN upstream.
+#[test]
+fn subscription_and_notify_through_the_box() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let b = running_box(&lab);
+    let provider_log = b.dir.path().join("provider.log");
+    let mut notifier = sipp_bg(
+        &lab,
+        Node::Provider,
+        &[
+            "-sf",
+            &scenario("uas_notify.xml"),
+            "-i",
+            "198.51.100.10",
+            "-p",
+            "5060",
+            "-m",
+            "1",
+        ],
+        &provider_log,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, log) = sipp(
+        &lab,
+        Node::Phone,
+        &[
+            "-sf",
+            &scenario("uac_subscribe.xml"),
+            "10.100.0.1:5060",
+            "-i",
+            "10.100.0.50",
+            "-p",
+            "5070",
+            "-s",
+            "1001",
+            "-m",
+            "1",
+        ],
+        Duration::from_secs(15),
+    );
+    let plog = std::fs::read_to_string(&provider_log).unwrap_or_default();
+    assert!(
+        ok,
+        "phone side failed:\n{log}\nprovider:\n{plog}\ndaemon:\n{}",
+        b.log()
+    );
+    let done = notifier.wait_timeout(Duration::from_secs(5)).unwrap();
+    let plog = std::fs::read_to_string(&provider_log).unwrap_or_default();
+    assert!(
+        done.is_some_and(|s| s.success()),
+        "provider side failed:\n{plog}"
+    );
+    assert!(plog.contains("SUBSCRIBE sip:1002@198.51.100.10"), "{plog}");
+    assert!(
+        !plog.contains("10.100.0."),
+        "LAN address reached the provider:\n{plog}"
+    );
+}
+
+/// Message waiting: the provider's unsolicited message-summary NOTIFY reaches the registered
+/// phone through the isp NAT.
+#[test]
+fn message_waiting_notify_reaches_the_registered_phone() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let b = running_box(&lab);
+    let (target, token) = register_phone_and_find_it(&lab, &b, Duration::ZERO);
+    let phone_log = b.dir.path().join("phone.log");
+    let mut phone = sipp_bg(
+        &lab,
+        Node::Phone,
+        &[
+            "-sf",
+            &scenario("uas_mwi.xml"),
+            "-i",
+            "10.100.0.50",
+            "-p",
+            "5070",
+            "-m",
+            "1",
+        ],
+        &phone_log,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, log) = sipp(
+        &lab,
+        Node::Provider,
+        &[
+            "-sf",
+            &scenario("uac_mwi.xml"),
+            &target,
+            "-i",
+            "198.51.100.10",
+            "-p",
+            "5060",
+            "-s",
+            &token,
+            "-m",
+            "1",
+        ],
+        Duration::from_secs(15),
+    );
+    let flog = std::fs::read_to_string(&phone_log).unwrap_or_default();
+    assert!(
+        ok,
+        "provider side failed:\n{log}\nphone:\n{flog}\ndaemon:\n{}",
+        b.log()
+    );
+    let done = phone.wait_timeout(Duration::from_secs(5)).unwrap();
+    let flog = std::fs::read_to_string(&phone_log).unwrap_or_default();
+    assert!(
+        done.is_some_and(|s| s.success()),
+        "phone side failed:\n{flog}"
+    );
+    assert!(
+        flog.contains("NOTIFY sip:1001@10.100.0.50:5070"),
+        "the phone is notified at its contact:\n{flog}"
+    );
 }
