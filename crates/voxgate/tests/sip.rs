@@ -317,7 +317,8 @@ fn wait_calls_empty(sock: &std::path::Path) {
 }
 
 /// Runs a phone scenario against a provider scenario through the box; both must succeed.
-fn call_pair(provider: &[&str], phone: &[&str]) {
+/// Returns the provider's and the phone's message traces.
+fn call_pair(provider: &[&str], phone: &[&str]) -> (String, String) {
     lab::require_root().unwrap();
     let lab = Lab::new().unwrap();
     let b = running_box(&lab);
@@ -358,6 +359,7 @@ fn call_pair(provider: &[&str], phone: &[&str]) {
         "LAN address reached the provider:\n{plog}"
     );
     wait_calls_empty(&b.socket());
+    (plog, flog)
 }
 
 #[test]
@@ -365,6 +367,49 @@ fn busy_reaches_the_phone() {
     call_pair(
         &["-sf", &scenario("uas_busy.xml")],
         &["-sf", &scenario("uac_busy.xml")],
+    );
+}
+
+#[test]
+fn not_found_reaches_the_phone() {
+    call_pair(
+        &["-sf", &scenario("uas_not_found.xml")],
+        &["-sf", &scenario("uac_not_found.xml")],
+    );
+}
+
+/// The `m=audio` ports in the SDP of the messages in a sipp trace that are not `own`.
+fn media_ports(trace: &str, own: u16) -> Vec<u16> {
+    trace
+        .lines()
+        .filter_map(|l| l.strip_prefix("m=audio "))
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .filter(|p| *p != own)
+        .collect()
+}
+
+/// Hold (a=sendonly answered a=recvonly) and resume by re-INVITE from the phone: each offer
+/// and answer crosses the box with its direction, and the box keeps the same media ports on
+/// both sides throughout.
+#[test]
+fn hold_and_resume_by_reinvite() {
+    let (plog, flog) = call_pair(
+        &["-sf", &scenario("uas_hold.xml")],
+        &["-sf", &scenario("uac_hold.xml"), "-mp", "6000"],
+    );
+    // The phone sees the box's LAN port in each of the three answers.
+    let lan = media_ports(&flog, 6000);
+    assert_eq!(lan.len(), 3, "three answers to the phone:\n{flog}");
+    assert!(
+        lan.iter().all(|p| *p == lan[0]),
+        "LAN port changed: {lan:?}"
+    );
+    // The provider sees the box's WAN port in each of the three offers.
+    let wan = media_ports(&plog, 10000);
+    assert_eq!(wan.len(), 3, "three offers to the provider:\n{plog}");
+    assert!(
+        wan.iter().all(|p| *p == wan[0]),
+        "WAN port changed: {wan:?}"
     );
 }
 
