@@ -172,6 +172,10 @@ pub struct ProviderOverrides {
     /// The SIP server port, if not the profile's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sip_port: Option<Port>,
+    /// Fallback SIP servers (`host` or `host:port`) in order of preference, if not the
+    /// profile's; `[]` for none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sip_fallbacks: Option<Vec<String>>,
 }
 
 /// An inclusive range of IPv4 addresses to lease from, with options for the phones in it.
@@ -457,6 +461,9 @@ pub struct Sip {
     pub transport: SipTransport,
     /// Interval of keepalives that hold the broadband router's NAT binding open.
     pub keepalive_interval: Duration,
+    /// Interval of OPTIONS health checks to each provider server; a server that misses two in
+    /// a row is failed over from, and failed back to once it answers again.
+    pub health_interval: Duration,
 }
 
 impl Default for Sip {
@@ -466,6 +473,7 @@ impl Default for Sip {
             lan_port: Port(5060),
             transport: SipTransport::Udp,
             keepalive_interval: Duration::secs(20),
+            health_interval: Duration::secs(30),
         }
     }
 }

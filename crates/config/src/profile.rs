@@ -96,6 +96,10 @@ pub struct ProfileSip {
     pub server: Option<String>,
     /// SIP port at the provider.
     pub port: Port,
+    /// Further registrar/proxy hosts (`host` or `host:port`), tried in this order when the
+    /// server stops answering.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
 }
 
 /// Connection-tracking timeouts.

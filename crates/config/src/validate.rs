@@ -901,6 +901,52 @@ fn check_ports(cfg: &Config, out: &mut Vec<Issue>) {
             "broadband routers drop idle UDP bindings after 30-60 s; 20s is safe",
         ));
     }
+    let hi = cfg.sip.health_interval.as_secs();
+    if cfg.sip.enabled && !(2..=300).contains(&hi) {
+        out.push(issue(
+            Path::of(&["sip", "health_interval"]),
+            format!(
+                "health check interval {} is outside 2s-300s",
+                cfg.sip.health_interval
+            ),
+            "30s notices a dead server within about a minute",
+        ));
+    }
+    if let Some(list) = &cfg.provider.overrides.sip_fallbacks {
+        for (n, h) in list.iter().enumerate() {
+            if let Err(e) = check_server(h) {
+                out.push(issue(
+                    Path::of(&["provider", "overrides", "sip_fallbacks"]).index(n),
+                    format!("`{h}` {e}"),
+                    "write a host name or IPv4 address, optionally with :port",
+                ));
+            }
+        }
+    }
+}
+
+/// A SIP server as `host` or `host:port`: a DNS name or an IPv4 address.
+pub fn check_server(s: &str) -> Result<(), &'static str> {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+    };
+    if let Some(p) = port {
+        if !matches!(p.parse::<u16>(), Ok(1..)) {
+            return Err("has a port outside 1-65535");
+        }
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+        return Err("is not a host name or IPv4 address");
+    }
+    Ok(())
 }
 
 fn check_management(cfg: &Config, out: &mut Vec<Issue>) {

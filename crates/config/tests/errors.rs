@@ -617,3 +617,34 @@ fn dhcp_vendor_class_and_reservation_errors() {
         "letters",
     );
 }
+
+#[test]
+fn bad_fallback_servers_and_health_interval() {
+    let t = format!(
+        "{}  overrides:\n    sip_fallbacks: [sip2.example.net, \"192.0.2.20:5080\", \"bad host\", \"x.example:0\"]\nsip:\n  health_interval: 1s\n",
+        GOOD
+    );
+    expect(
+        &t,
+        "provider.overrides.sip_fallbacks[2]",
+        10,
+        58,
+        "not a host name",
+        "host name or IPv4",
+    );
+    expect(
+        &t,
+        "provider.overrides.sip_fallbacks[3]",
+        10,
+        70,
+        "port outside 1-65535",
+        "optionally with :port",
+    );
+    expect(&t, "sip.health_interval", 12, 20, "outside 2s-300s", "30s");
+    let good = format!(
+        "{}  overrides:\n    sip_fallbacks: [sip2.example.net, \"192.0.2.20:5080\"]\n",
+        GOOD
+    );
+    let l = check(&good).unwrap();
+    assert_eq!(l.config.sip.health_interval.as_secs(), 30);
+}

@@ -152,6 +152,9 @@ pub struct RegistrationInfo {
     pub phone_addr: String,
     /// The Contact the box registered upstream.
     pub upstream_contact: String,
+    /// The provider server the registration was last sent to.
+    #[serde(default)]
+    pub upstream: String,
     /// registered, challenged, pending, failed, unregistered or expired.
     pub state: String,
     /// Seconds until the upstream registration expires.
@@ -188,6 +191,42 @@ pub struct Status {
     /// The firewall's last event, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall: Option<FirewallState>,
+    /// The SIP side, while the service runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip: Option<SipStatus>,
+}
+
+/// The SIP side at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SipStatus {
+    /// The provider's servers in order of preference.
+    pub upstreams: Vec<UpstreamStatus>,
+    /// The box's public SIP address as the provider reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_address: Option<String>,
+    /// Phones registered upstream.
+    pub registrations: usize,
+    /// Calls in progress.
+    pub calls: usize,
+    /// Subscriptions held.
+    pub subscriptions: usize,
+    /// Messages dropped by access control or parsing.
+    pub dropped: u64,
+}
+
+/// One provider server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamStatus {
+    /// Address and port.
+    pub address: String,
+    /// `active`, `standby` or `down`.
+    pub state: String,
+    /// Seconds since it last answered a health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ok_secs: Option<u64>,
+    /// Why it is (or last was) down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// The configuration in force and the last reload attempt.

@@ -28,6 +28,7 @@ impl Handler for Fixed {
                     },
                     services: vec![],
                     firewall: None,
+                    sip: None,
                 })),
                 Request::Reload => Response::err("bad config", vec!["x.yaml:1:1: boom".into()]),
                 _ => Response::err("unsupported here", vec![]),

@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::message::{parse, response, Message, ParseError};
 use crate::name_addr;
 use crate::transaction::{ClientTx, Output, Peer, ServerTx, Side, Transactions};
+use crate::upstream::{ServerState, Switch, Upstreams};
 
 /// What the B2BUA needs to know about the box and the provider.
 #[derive(Debug, Clone)]
@@ -25,8 +26,10 @@ pub struct Settings {
     pub lan: SocketAddr,
     /// The box's SIP address on the WAN interface.
     pub wan: SocketAddr,
-    /// The provider's SIP server.
-    pub upstream: SocketAddr,
+    /// The provider's SIP servers: the primary, then fallbacks in order of preference.
+    pub upstreams: Vec<SocketAddr>,
+    /// Interval of OPTIONS health checks to each server (only when there are fallbacks).
+    pub health_interval: Duration,
     /// The provider's SIP domain (host part the box writes where a phone named the box).
     pub domain: String,
     /// Talk to the provider over TCP (one persistent connection) instead of UDP.
@@ -50,6 +53,8 @@ pub struct Registration {
     pub phone_addr: SocketAddr,
     /// The Contact the box registered upstream in its place.
     pub upstream_contact: String,
+    /// The provider server the registration was last sent to.
+    pub upstream: String,
     /// `registered`, `challenged`, `pending`, `failed` or `expired`.
     pub state: String,
     /// Seconds until the upstream registration expires (0 when not registered).
@@ -71,6 +76,8 @@ pub struct Registration {
 
 struct PendingRegister {
     server: ServerTx,
+    /// The provider server it went to.
+    upstream: SocketAddr,
     request: Message,
     aor: String,
 }
@@ -92,6 +99,16 @@ pub struct B2bua {
     pub(crate) calls: crate::call::Calls,
     /// Requests relayed to the other leg, by the transaction that must answer them.
     pub(crate) relayed: HashMap<ServerTx, Message>,
+    /// The provider's servers and which one is in use.
+    upstream: Upstreams,
+    /// Health checks out, by transaction.
+    probes: HashMap<ClientTx, SocketAddr>,
+}
+
+fn reg_upstream(reg: Option<&mut Registration>, server: SocketAddr) {
+    if let Some(r) = reg {
+        r.upstream = server.to_string();
+    }
 }
 
 /// What the B2BUA asks of the media relay: rewrite each offer and answer so that media flows
@@ -168,6 +185,8 @@ impl B2bua {
     /// A B2BUA with no registrations.
     pub fn new(settings: Settings, media: Box<dyn MediaControl>) -> B2bua {
         B2bua {
+            upstream: Upstreams::new(&settings.upstreams, settings.health_interval),
+            probes: HashMap::new(),
             media,
             calls: Default::default(),
             relayed: HashMap::new(),
@@ -185,7 +204,27 @@ impl B2bua {
 
     /// Replaces the settings (after a reload); registrations are kept.
     pub fn set_settings(&mut self, settings: Settings) {
+        self.upstream
+            .reconfigure(&settings.upstreams, settings.health_interval);
         self.settings = settings;
+    }
+
+    /// Starts the health checks of the provider's servers (when there are fallbacks to move
+    /// to; a lone server has nowhere to fail over to).
+    pub fn start(&mut self, now: Instant) {
+        if self.settings.upstreams.len() > 1 {
+            self.upstream.start(now);
+        }
+    }
+
+    /// The provider's servers and their health, in order of preference.
+    pub fn upstreams(&self, now: Instant) -> Vec<ServerState> {
+        self.upstream.states(now)
+    }
+
+    /// The box's public SIP address as the provider reported it, if it did.
+    pub fn public_address(&self) -> Option<SocketAddr> {
+        self.public
     }
 
     /// The address the box advertises towards the provider.
@@ -200,10 +239,14 @@ impl B2bua {
 
     /// When [`B2bua::handle_timeout`] must next run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.tx.poll_timeout(), self.keepalive_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.tx.poll_timeout(),
+            self.keepalive_at,
+            self.upstream.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Calls in progress, for `voxgate calls`.
@@ -234,7 +277,7 @@ impl B2bua {
     pub(crate) fn upstream_peer(&self) -> Peer {
         Peer {
             side: Side::Wan,
-            addr: self.settings.upstream,
+            addr: self.upstream.active(),
             reliable: self.settings.upstream_tcp,
         }
     }
@@ -252,6 +295,11 @@ impl B2bua {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tx.handle_timeout(now);
         self.sweep_outside(now);
+        let (due, switch) = self.upstream.due(now);
+        for server in due {
+            self.probe(now, server);
+        }
+        self.switched(switch);
         if self.keepalive_at.is_some_and(|t| now >= t) {
             // One CRLF keepalive stream for all phones holds the router's binding open
             // (RFC 5626 4.4.1 double CRLF).
@@ -302,6 +350,19 @@ impl B2bua {
             match o {
                 Output::Transmit { to, bytes } => self.out.push_back((to, bytes)),
                 Output::Request { tx, msg, from } => self.on_request(now, tx, msg, from),
+                Output::Response { tx, msg } if self.probes.contains_key(&tx) => {
+                    let code = msg.code().unwrap_or(500);
+                    if code >= 200 {
+                        let server = self.probes.remove(&tx).expect("checked");
+                        self.learn_public_address(&msg);
+                        let sw = self.upstream.answered(now, server, code);
+                        self.switched(sw);
+                    }
+                }
+                Output::Timeout { tx } if self.probes.contains_key(&tx) => {
+                    // Counted as a miss when the next round goes out.
+                    self.probes.remove(&tx);
+                }
                 Output::Response { tx, msg } if self.calls.owns(tx) => {
                     self.call_response(now, tx, msg)
                 }
@@ -362,6 +423,7 @@ impl B2bua {
                 phone_contact: String::new(),
                 phone_addr: from.addr,
                 upstream_contact: String::new(),
+                upstream: String::new(),
                 state: "pending".into(),
                 expires_in: 0,
                 last_error: None,
@@ -429,10 +491,13 @@ impl B2bua {
             headers: h,
             body: Bytes::new(),
         };
-        let ctx = self.tx.request(now, upstream, self.upstream_peer());
+        let peer = self.upstream_peer();
+        reg_upstream(self.regs.get_mut(&aor), peer.addr);
+        let ctx = self.tx.request(now, upstream, peer);
         self.pending.insert(
             ctx,
             PendingRegister {
+                upstream: peer.addr,
                 server: tx,
                 request: msg,
                 aor,
@@ -452,6 +517,10 @@ impl B2bua {
             return;
         };
         self.learn_public_address(&msg);
+        if self.settings.upstreams.len() > 1 {
+            let sw = self.upstream.answered(now, p.upstream, code);
+            self.switched(sw);
+        }
         let to_tag = msg
             .headers
             .get_raw(&Name::TO)
@@ -517,11 +586,54 @@ impl B2bua {
         };
         if let Some(reg) = self.regs.get_mut(&p.aor) {
             reg.state = "failed".into();
-            reg.last_error = Some(format!("no answer from {}", self.settings.upstream));
+            reg.last_error = Some(format!("no answer from {}", p.upstream));
         }
-        tracing::warn!(aor = %p.aor, upstream = %self.settings.upstream, "registration timed out upstream");
+        tracing::warn!(aor = %p.aor, upstream = %p.upstream, "registration timed out upstream");
+        if self.settings.upstreams.len() > 1 {
+            let sw = self.upstream.failed(p.upstream, "a registration timed out");
+            self.switched(sw);
+        }
         let r = response(&p.request, 408, "Request Timeout", Some(&random_token(8)));
         self.tx.respond(now, p.server, r);
+    }
+
+    /// An OPTIONS health check to `server`.
+    fn probe(&mut self, now: Instant, server: SocketAddr) {
+        let transport = if self.settings.upstream_tcp {
+            "TCP"
+        } else {
+            "UDP"
+        };
+        let text = format!(
+            "OPTIONS sip:{server} SIP/2.0\r\nVia: SIP/2.0/{transport} {};branch=z9hG4bK{};rport\r\nMax-Forwards: 70\r\nFrom: <sip:voxgate@{}>;tag={}\r\nTo: <sip:{server}>\r\nCall-ID: {}@voxgate\r\nCSeq: 1 OPTIONS\r\nAccept: application/sdp\r\nContent-Length: 0\r\n\r\n",
+            self.wan_advertised(),
+            random_token(16),
+            self.settings.domain,
+            random_token(10),
+            random_token(20),
+        );
+        let Ok((msg, _)) = parse(text.as_bytes(), true) else {
+            tracing::warn!(%server, "cannot build a health check");
+            return;
+        };
+        let peer = Peer {
+            side: Side::Wan,
+            addr: server,
+            reliable: self.settings.upstream_tcp,
+        };
+        let tx = self.tx.request(now, msg, peer);
+        self.probes.insert(tx, server);
+    }
+
+    /// Logs a change of provider server; the keepalive stream follows it.
+    fn switched(&mut self, switch: Option<Switch>) {
+        if let Some(s) = switch {
+            if s.back {
+                tracing::info!(from = %s.from, to = %s.to, "SIP provider server: back to the preferred one");
+            } else {
+                tracing::warn!(from = %s.from, to = %s.to, "SIP provider server failed over; registrations move as phones refresh them");
+            }
+        }
     }
 
     /// `received`/`rport` in our top Via tell how the provider sees us through the NAT.

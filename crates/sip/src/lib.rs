@@ -7,4 +7,5 @@ pub mod name_addr;
 mod requests;
 mod service;
 pub mod transaction;
-pub use service::{SipHandle, SipService, Traced};
+pub mod upstream;
+pub use service::{SipHandle, SipService, SipState, Traced};

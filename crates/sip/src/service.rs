@@ -1,6 +1,7 @@
 //! The `sip` service: a thin tokio shell around [`crate::b2bua::B2bua`]: two UDP sockets (voice
 //! LAN and WAN), the clock, and reloads.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
@@ -10,6 +11,7 @@ use config::Loaded;
 use ipnet::IpNet;
 use supervisor::{Context, Service, ServiceFuture};
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::b2bua::{B2bua, MediaProvider, Registration, Settings};
@@ -74,6 +76,27 @@ impl SipHandle {
             .unwrap_or_default()
     }
 
+    /// The provider's servers, the public address and the counters, for `voxgate status`.
+    pub fn state(&self) -> Option<SipState> {
+        let now = Instant::now().into_std();
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|b| SipState {
+                upstreams: b.upstreams(now),
+                public_address: b.public_address().map(|a| a.to_string()),
+                registrations: b
+                    .registrations(now)
+                    .iter()
+                    .filter(|r| r.state == "registered")
+                    .count(),
+                calls: b.calls(now).len(),
+                subscriptions: b.subscriptions(),
+                dropped: b.dropped,
+            })
+    }
+
     /// Every relayed registration.
     pub fn registrations(&self) -> Vec<Registration> {
         let now = Instant::now().into_std();
@@ -84,6 +107,23 @@ impl SipHandle {
             .map(|b| b.registrations(now))
             .unwrap_or_default()
     }
+}
+
+/// The SIP side at a glance, for `voxgate status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SipState {
+    /// The provider's servers in order of preference, with their health.
+    pub upstreams: Vec<crate::upstream::ServerState>,
+    /// The box's public SIP address as the provider reports it.
+    pub public_address: Option<String>,
+    /// Phones registered upstream.
+    pub registrations: usize,
+    /// Calls in progress.
+    pub calls: usize,
+    /// Subscriptions held (busy-lamp field, message summary).
+    pub subscriptions: usize,
+    /// Messages dropped by access control or parsing.
+    pub dropped: u64,
 }
 
 /// The service: its handle for operator commands, and the media relay it anchors calls at.
@@ -109,6 +149,19 @@ fn udp_socket(addr: SocketAddr, device: Option<&str>) -> anyhow::Result<UdpSocke
     Ok(UdpSocket::from_std(s.into())?)
 }
 
+/// `host` or `host:port` (default port `port`) to its first IPv4 address.
+async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().context("bad port")?),
+        None => (host, port),
+    };
+    tokio::net::lookup_host((name, port))
+        .await
+        .with_context(|| format!("resolving the SIP server {name}"))?
+        .find(|a| a.is_ipv4())
+        .ok_or_else(|| anyhow!("the SIP server {name} has no IPv4 address"))
+}
+
 async fn settings(l: &Loaded) -> anyhow::Result<(Settings, Option<String>)> {
     let c = &l.config;
     let port = c.sip.lan_port.0;
@@ -126,11 +179,33 @@ async fn settings(l: &Loaded) -> anyhow::Result<(Settings, Option<String>)> {
         .sip_port
         .unwrap_or(l.profile.sip.port)
         .0;
-    let upstream = tokio::net::lookup_host((server.as_str(), sport))
-        .await
-        .with_context(|| format!("resolving the SIP server {server}"))?
-        .find(|a| a.is_ipv4())
-        .ok_or_else(|| anyhow!("the SIP server {server} has no IPv4 address"))?;
+    let fallbacks = c
+        .provider
+        .overrides
+        .sip_fallbacks
+        .clone()
+        .unwrap_or_else(|| l.profile.sip.fallbacks.clone());
+    // The primary must resolve unless a fallback does; a fallback that does not resolve is
+    // logged and left out until the next reload or restart.
+    let mut upstreams = Vec::new();
+    let mut unresolved = Vec::new();
+    for (n, host) in std::iter::once(&server).chain(&fallbacks).enumerate() {
+        match resolve(host, sport).await {
+            Ok(a) => {
+                if !upstreams.contains(&a) {
+                    upstreams.push(a)
+                }
+            }
+            Err(e) if n == 0 && fallbacks.is_empty() => return Err(e),
+            Err(e) => {
+                tracing::warn!(server = %host, error = %format!("{e:#}"), "SIP server left out");
+                unresolved.push(host.clone());
+            }
+        }
+    }
+    let upstream = *upstreams
+        .first()
+        .ok_or_else(|| anyhow!("no SIP server resolves: {}", unresolved.join(", ")))?;
     let (wan, device) = match (c.interfaces.wan.mode, c.interfaces.wan.address) {
         (WanMode::Static, Some(a)) => (SocketAddr::new(IpAddr::V4(a.addr()), port), None),
         _ => {
@@ -156,7 +231,8 @@ async fn settings(l: &Loaded) -> anyhow::Result<(Settings, Option<String>)> {
         Settings {
             lan,
             wan,
-            upstream,
+            upstreams,
+            health_interval: c.sip.health_interval.0,
             domain: server.clone(),
             upstream_tcp: c.sip.transport == config::model::SipTransport::Tcp,
             voice_net: c.interfaces.lan.address.network().into(),
@@ -191,9 +267,11 @@ impl Service<Loaded> for SipService {
                 None => s.wan,
             };
             let wan_sock = udp_socket(wan_bind, wan_device.as_deref())?;
-            tracing::info!(lan = %s.lan, wan = %s.wan, upstream = %s.upstream, "SIP listening");
-            *handle.0.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(B2bua::new(s, media.control()));
+            let servers: Vec<String> = s.upstreams.iter().map(|a| a.to_string()).collect();
+            tracing::info!(lan = %s.lan, wan = %s.wan, upstream = %servers.join(", "), "SIP listening");
+            let mut b = B2bua::new(s, media.control());
+            b.start(Instant::now().into_std());
+            *handle.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(b);
             let mut timeouts = media.timeouts();
             let mut lan_buf = vec![0u8; 65536];
             let mut wan_buf = vec![0u8; 65536];
@@ -297,26 +375,46 @@ impl Service<Loaded> for SipService {
     }
 }
 
-/// The persistent TCP connection to the provider (sip.transport: tcp): opened when there is
-/// something to send, framed by Content-Length, re-opened after a failure. Requests from the
-/// provider (inbound calls) arrive on it too, because the registration was made over it.
-#[derive(Default)]
+/// TCP connections to the provider's servers (sip.transport: tcp), one per server: opened
+/// when there is something to send, re-opened after a failure. Requests from the provider
+/// (inbound calls) arrive on them too, because the registration was made over them. Each
+/// connection's reader is a task that frames messages by Content-Length and hands them to the
+/// service loop; the tasks end with the connection or when this is dropped.
 struct Upstream {
-    conn: Option<(
-        SocketAddr,
-        tokio::net::tcp::OwnedReadHalf,
-        tokio::net::tcp::OwnedWriteHalf,
-    )>,
-    buf: Vec<u8>,
+    conns: HashMap<SocketAddr, Conn>,
+    next_id: u64,
+    frames_tx: mpsc::UnboundedSender<(SocketAddr, u64, Option<Vec<u8>>)>,
+    frames_rx: mpsc::UnboundedReceiver<(SocketAddr, u64, Option<Vec<u8>>)>,
+}
+
+struct Conn {
+    id: u64,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        let (frames_tx, frames_rx) = mpsc::unbounded_channel();
+        Upstream {
+            conns: HashMap::new(),
+            next_id: 0,
+            frames_tx,
+            frames_rx,
+        }
+    }
 }
 
 impl Upstream {
     async fn send(&mut self, to: SocketAddr, bytes: &[u8]) {
         use tokio::io::AsyncWriteExt;
-        if self.conn.as_ref().is_some_and(|c| c.0 != to) {
-            self.conn = None;
-        }
-        if self.conn.is_none() {
+        if !self.conns.contains_key(&to) {
             match tokio::time::timeout(
                 std::time::Duration::from_secs(5),
                 tokio::net::TcpStream::connect(to),
@@ -325,10 +423,12 @@ impl Upstream {
             {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    let (r, w) = stream.into_split();
+                    let (r, writer) = stream.into_split();
                     tracing::info!(upstream = %to, "SIP TCP connection to the provider open");
-                    self.conn = Some((to, r, w));
-                    self.buf.clear();
+                    self.next_id += 1;
+                    let id = self.next_id;
+                    let reader = tokio::spawn(read_frames(to, id, r, self.frames_tx.clone()));
+                    self.conns.insert(to, Conn { id, writer, reader });
                 }
                 Ok(Err(e)) => {
                     return tracing::warn!(upstream = %to, error = %e, "SIP TCP connect failed")
@@ -336,58 +436,74 @@ impl Upstream {
                 Err(_) => return tracing::warn!(upstream = %to, "SIP TCP connect timed out"),
             }
         }
-        if let Some((_, _, w)) = self.conn.as_mut() {
-            if let Err(e) = w.write_all(bytes).await {
+        if let Some(c) = self.conns.get_mut(&to) {
+            if let Err(e) = c.writer.write_all(bytes).await {
                 tracing::warn!(upstream = %to, error = %e, "SIP TCP send failed; reconnecting next time");
-                self.conn = None;
+                self.conns.remove(&to);
             }
         }
     }
 
-    /// Waits for data on the connection and returns the complete messages it holds (CRLF
-    /// keepalives dropped). Pends for ever while there is no connection.
+    /// The next complete message from any connection (empty when a connection closed).
     async fn receive(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
-        use tokio::io::AsyncReadExt;
-        let Some((from, r, _)) = self.conn.as_mut() else {
-            return std::future::pending().await;
-        };
-        let from = *from;
-        let mut chunk = [0u8; 16384];
+        match self.frames_rx.recv().await {
+            Some((from, _, Some(frame))) => vec![(from, frame)],
+            Some((from, id, None)) => {
+                if self.conns.get(&from).is_some_and(|c| c.id == id) {
+                    self.conns.remove(&from);
+                }
+                Vec::new()
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Reads one connection, handing each complete message (CRLF keepalives dropped) to `out`,
+/// then `None` when the connection ends.
+async fn read_frames(
+    from: SocketAddr,
+    id: u64,
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    out: mpsc::UnboundedSender<(SocketAddr, u64, Option<Vec<u8>>)>,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    loop {
         match r.read(&mut chunk).await {
             Ok(0) | Err(_) => {
                 tracing::warn!(upstream = %from, "SIP TCP connection closed by the provider");
-                self.conn = None;
-                return Vec::new();
+                break;
             }
-            Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
-        let mut frames = Vec::new();
         loop {
-            let skip = self
-                .buf
+            let skip = buf
                 .iter()
                 .take_while(|b| **b == b'\r' || **b == b'\n')
                 .count();
-            self.buf.drain(..skip);
-            if self.buf.is_empty() {
+            buf.drain(..skip);
+            if buf.is_empty() {
                 break;
             }
-            match crate::message::parse(&self.buf, true) {
-                Ok((_, used)) => frames.push((from, self.buf.drain(..used).collect())),
+            match crate::message::parse(&buf, true) {
+                Ok((_, used)) => {
+                    let _ = out.send((from, id, Some(buf.drain(..used).collect())));
+                }
                 Err(crate::message::ParseError::Incomplete)
-                    if self.buf.len() < crate::message::MAX_MESSAGE =>
+                    if buf.len() < crate::message::MAX_MESSAGE =>
                 {
                     break
                 }
                 Err(e) => {
                     // A stream that lost its framing cannot be resynchronised: start afresh.
                     tracing::warn!(upstream = %from, error = %e, "bad SIP on the TCP connection; closing it");
-                    self.conn = None;
-                    self.buf.clear();
-                    break;
+                    let _ = out.send((from, id, None));
+                    return;
                 }
             }
         }
-        frames
     }
+    let _ = out.send((from, id, None));
 }

@@ -11,7 +11,8 @@ fn settings() -> Settings {
     Settings {
         lan: "10.100.0.1:5060".parse().unwrap(),
         wan: "10.200.0.2:5060".parse().unwrap(),
-        upstream: "198.51.100.10:5060".parse().unwrap(),
+        upstreams: vec!["198.51.100.10:5060".parse().unwrap()],
+        health_interval: Duration::from_secs(30),
         domain: "198.51.100.10".into(),
         upstream_tcp: false,
         voice_net: "10.100.0.0/24".parse().unwrap(),
@@ -250,4 +251,93 @@ fn options_is_answered_locally_and_other_methods_refused_cleanly() {
     b.receive(t0, sub.as_bytes(), phone());
     let out = sent(&mut b);
     assert!(out[0].1.starts_with("SIP/2.0 501"), "{}", out[0].1);
+}
+
+/// A 200 to an OPTIONS health check, from the server it went to.
+fn options_ok(req: &str) -> Vec<u8> {
+    let mut out = "SIP/2.0 200 OK\r\n".to_string();
+    for name in ["Via", "From", "Call-ID", "CSeq"] {
+        out += &format!("{name}: {}\r\n", header(req, name));
+    }
+    out += &format!(
+        "To: {};tag=hc\r\nContent-Length: 0\r\n\r\n",
+        header(req, "To")
+    );
+    out.into_bytes()
+}
+
+#[test]
+fn fails_over_to_the_fallback_server_and_back() {
+    let t0 = Instant::now();
+    let primary: SocketAddr = "198.51.100.10:5060".parse().unwrap();
+    let fallback: SocketAddr = "198.51.100.11:5060".parse().unwrap();
+    let mut s = settings();
+    s.upstreams = vec![primary, fallback];
+    s.health_interval = Duration::from_secs(2);
+    let mut b = B2bua::new(s, Box::new(NoMediaExpected));
+    b.start(t0);
+    let from = |addr| Peer {
+        side: Side::Wan,
+        addr,
+        reliable: false,
+    };
+    // Each round checks both (unanswered checks are retransmitted meanwhile); only the
+    // fallback answers.
+    let mut seen = std::collections::HashSet::new();
+    for round in 0..3u64 {
+        let now = t0 + Duration::from_secs(2 * round);
+        b.handle_timeout(now);
+        let out = sent(&mut b);
+        let checks: Vec<_> = out
+            .iter()
+            .filter(|(_, m)| m.starts_with("OPTIONS "))
+            .filter(|(_, m)| seen.insert(header(m, "Call-ID").to_string()))
+            .collect();
+        assert_eq!(checks.len(), 2, "round {round}: {out:?}");
+        for (p, m) in checks {
+            if p.addr == fallback {
+                b.receive(now, &options_ok(m), from(fallback));
+            }
+        }
+        let active = b.upstreams(now);
+        let expect = if round < 2 { "active" } else { "down" };
+        assert_eq!(active[0].state, expect, "round {round}");
+    }
+    let now = t0 + Duration::from_secs(4);
+    assert_eq!(b.upstreams(now)[1].state, "active");
+    // A phone's refresh now goes to the fallback, and says so in `voxgate regs`.
+    b.receive(now, &register("z9hG4bKf1", 1, ""), phone());
+    let up: Vec<_> = sent(&mut b)
+        .into_iter()
+        .filter(|(_, m)| m.starts_with("REGISTER"))
+        .collect();
+    assert_eq!(up[0].0.addr, fallback);
+    assert_eq!(b.registrations(now)[0].upstream, fallback.to_string());
+
+    // The primary answers again: back to it.
+    let later = t0 + Duration::from_secs(6);
+    b.handle_timeout(later);
+    let out = sent(&mut b);
+    let check = out
+        .iter()
+        .find(|(p, m)| p.addr == primary && m.starts_with("OPTIONS "))
+        .expect("the primary is still checked");
+    b.receive(later, &options_ok(&check.1), from(primary));
+    assert_eq!(b.upstreams(later)[0].state, "active");
+    assert_eq!(b.upstreams(later)[1].state, "standby");
+    b.receive(later, &register("z9hG4bKf2", 2, ""), phone());
+    let up: Vec<_> = sent(&mut b)
+        .into_iter()
+        .filter(|(_, m)| m.starts_with("REGISTER"))
+        .collect();
+    assert_eq!(up[0].0.addr, primary);
+}
+
+#[test]
+fn a_lone_server_is_not_health_checked() {
+    let t0 = Instant::now();
+    let mut b = new();
+    b.start(t0);
+    b.handle_timeout(t0 + Duration::from_secs(60));
+    assert!(sent(&mut b).iter().all(|(_, m)| !m.starts_with("OPTIONS")));
 }

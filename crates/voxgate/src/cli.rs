@@ -207,16 +207,17 @@ pub fn regs(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 return;
             }
             println!(
-                "{:<36} {:<12} {:>8}  {:<22} {:<40} LAST ERROR",
-                "AOR", "STATE", "EXPIRES", "PHONE", "UPSTREAM CONTACT"
+                "{:<36} {:<12} {:>8}  {:<22} {:<22} {:<40} LAST ERROR",
+                "AOR", "STATE", "EXPIRES", "PHONE", "SERVER", "UPSTREAM CONTACT"
             );
             for g in registrations {
                 println!(
-                    "{:<36} {:<12} {:>8}  {:<22} {:<40} {}",
+                    "{:<36} {:<12} {:>8}  {:<22} {:<22} {:<40} {}",
                     g.aor,
                     g.state,
                     ago(g.expires_in),
                     g.phone_addr,
+                    g.upstream,
                     g.upstream_contact,
                     g.last_error.as_deref().unwrap_or("-")
                 );
@@ -269,6 +270,30 @@ fn render_status(s: &Status) -> String {
     }
     if let Some(f) = &s.firewall {
         out += &format!("firewall {}\n", f.last_event);
+    }
+    if let Some(sip) = &s.sip {
+        out += &format!(
+            "sip      {} registered, {} calls, {} subscriptions, {} dropped; public address {}\n",
+            sip.registrations,
+            sip.calls,
+            sip.subscriptions,
+            sip.dropped,
+            sip.public_address.as_deref().unwrap_or("not learned yet")
+        );
+        for u in &sip.upstreams {
+            let seen = u.last_ok_secs.map_or("no answer yet".to_string(), |s| {
+                format!("answered {} ago", ago(s))
+            });
+            out += &format!(
+                "         provider {} {} ({seen}){}\n",
+                u.address,
+                u.state,
+                u.last_error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
     }
     out += &format!(
         "\n{:<10} {:<11} {:>8} {:>8}  {}\n",

@@ -205,6 +205,23 @@ impl Daemon {
             },
             services: self.services.status(),
             firewall: Some(self.firewall_state()).filter(|f| !f.last_event.is_empty()),
+            sip: self.handles.sip.state().map(|s| control::SipStatus {
+                upstreams: s
+                    .upstreams
+                    .into_iter()
+                    .map(|u| control::UpstreamStatus {
+                        address: u.address,
+                        state: u.state,
+                        last_ok_secs: u.last_ok_secs,
+                        last_error: u.last_error,
+                    })
+                    .collect(),
+                public_address: s.public_address,
+                registrations: s.registrations,
+                calls: s.calls,
+                subscriptions: s.subscriptions,
+                dropped: s.dropped,
+            }),
         }
     }
 
@@ -387,6 +404,7 @@ impl control::Handler for Daemon {
                             phone_contact: r.phone_contact,
                             phone_addr: r.phone_addr.to_string(),
                             upstream_contact: r.upstream_contact,
+                            upstream: r.upstream,
                             state: r.state,
                             expires_in: r.expires_in,
                             last_error: r.last_error,

@@ -75,7 +75,8 @@ pub fn b2bua() -> (B2bua, Arc<Mutex<Recorded>>) {
     let s = Settings {
         lan: "10.100.0.1:5060".parse().unwrap(),
         wan: "10.200.0.2:5060".parse().unwrap(),
-        upstream: "198.51.100.10:5060".parse().unwrap(),
+        upstreams: vec!["198.51.100.10:5060".parse().unwrap()],
+        health_interval: Duration::from_secs(30),
         domain: "198.51.100.10".into(),
         upstream_tcp: false,
         voice_net: "10.100.0.0/24".parse().unwrap(),
