@@ -196,8 +196,13 @@ fn running_box(lab: &Lab) -> Box_ {
 
 /// The daemon in the box with the lab configuration plus `extra` YAML sections.
 fn running_box_with(lab: &Lab, extra: &str) -> Box_ {
+    running_box_config(lab, &format!("{}{extra}", config::LAB_CONFIG))
+}
+
+/// The daemon in the box with the configuration `text`.
+fn running_box_config(lab: &Lab, text: &str) -> Box_ {
     let b = Box_::new();
-    std::fs::write(b.config(), format!("{}{extra}", config::LAB_CONFIG)).unwrap();
+    std::fs::write(b.config(), text).unwrap();
     std::mem::forget(b.start(lab)); // the lab's teardown ends it
     wait_status(
         &b.socket(),
@@ -825,4 +830,133 @@ fn message_waiting_notify_reaches_the_registered_phone() {
         flog.contains("NOTIFY sip:1001@10.100.0.50:5070"),
         "the phone is notified at its contact:\n{flog}"
     );
+}
+
+/// One of the provider's servers (tests/sipp/provider_server.xml) on `ip`, living up to a
+/// minute or until killed.
+fn provider_server(lab: &Lab, ip: &str, log: &std::path::Path) -> lab::LabProcess {
+    let mut cmd = lab.command(Node::Provider, "sipp");
+    cmd.args([
+        "-sf",
+        &scenario("provider_server.xml"),
+        "-i",
+        ip,
+        "-p",
+        "5060",
+        "-nostdin",
+        "-timeout",
+        "60s",
+        "-trace_msg",
+        "-message_file",
+    ])
+    .arg(log)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    lab.spawn(Node::Provider, cmd).unwrap()
+}
+
+/// The provider servers' states in `voxgate status --json`.
+fn upstream_states(sock: &std::path::Path) -> Vec<String> {
+    let v: Value = serde_json::from_slice(&cli(sock, &["status", "--json"]).stdout).unwrap();
+    v["sip"]["upstreams"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|u| u["state"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn wait_upstreams(b: &Box_, want: &[&str]) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let got = upstream_states(&b.socket());
+        if got == want {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "provider servers {got:?}, expected {want:?}\ndaemon:\n{}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The primary provider server dies: the box notices from its health checks, the phone's next
+/// registration and its calls go to the fallback, and the box returns to the primary once it
+/// answers again.
+#[test]
+fn primary_provider_server_killed_phones_move_to_the_fallback_and_back() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    lab.run_ok(
+        Node::Provider,
+        &["ip", "addr", "add", "198.51.100.11/24", "dev", "eth0"],
+    )
+    .unwrap();
+    let text = config::LAB_CONFIG.replace(
+        "provider:\n  profile: lab\n",
+        "provider:\n  profile: lab\n  overrides:\n    sip_fallbacks: [198.51.100.11]\n",
+    ) + "sip:\n  health_interval: 2s\n";
+    assert!(
+        text.contains("sip_fallbacks"),
+        "the lab config changed shape"
+    );
+    let b = running_box_config(&lab, &text);
+    let sock = b.socket();
+    let mut primary = provider_server(&lab, "198.51.100.10", &b.dir.path().join("primary.log"));
+    let _fallback = provider_server(&lab, "198.51.100.11", &b.dir.path().join("fallback.log"));
+    wait_upstreams(&b, &["active", "standby"]);
+
+    let register = || {
+        let (ok, log) = sipp(&lab, Node::Phone, &REGISTER_PHONE, Duration::from_secs(15));
+        assert!(ok, "registration failed:\n{log}\ndaemon:\n{}", b.log());
+        let regs: Value = serde_json::from_slice(&cli(&sock, &["regs", "--json"]).stdout).unwrap();
+        assert_eq!(regs[0]["state"], "registered", "{regs:#}");
+        regs[0]["upstream"].as_str().unwrap().to_string()
+    };
+    assert_eq!(register(), "198.51.100.10:5060");
+
+    primary.kill();
+    wait_upstreams(&b, &["down", "active"]);
+    assert_eq!(register(), "198.51.100.11:5060");
+    let (ok, log) = sipp(
+        &lab,
+        Node::Phone,
+        &[
+            "-sn",
+            "uac",
+            "10.100.0.1:5060",
+            "-i",
+            "10.100.0.50",
+            "-p",
+            "5070",
+            "-s",
+            "01632960123",
+            "-m",
+            "1",
+            "-d",
+            "500",
+        ],
+        Duration::from_secs(15),
+    );
+    assert!(
+        ok,
+        "call through the fallback failed:\n{log}\ndaemon:\n{}",
+        b.log()
+    );
+    let flog = std::fs::read_to_string(b.dir.path().join("fallback.log")).unwrap_or_default();
+    assert!(flog.contains("INVITE sip:01632960123@"), "{flog}");
+    assert!(
+        !flog.contains("10.100.0."),
+        "LAN address reached the provider:\n{flog}"
+    );
+
+    let _primary = provider_server(&lab, "198.51.100.10", &b.dir.path().join("primary2.log"));
+    wait_upstreams(&b, &["active", "standby"]);
+    assert_eq!(register(), "198.51.100.10:5060");
+    wait_calls_empty(&sock);
 }
