@@ -47,6 +47,9 @@ pub struct Config {
     /// Operator access: control socket, state, logging, SSH.
     #[serde(default)]
     pub management: Management,
+    /// LLDP-MED advertisement of the voice network policy on the voice port.
+    #[serde(default)]
+    pub lldp: Lldp,
 }
 
 /// Site identity.
@@ -652,6 +655,54 @@ impl Default for Management {
             log_level: LogLevel::Info,
             ssh_from: Vec::new(),
             ssh_keys: Vec::new(),
+        }
+    }
+}
+
+/// LLDP-MED (IEEE 802.1AB with ANSI/TIA-1057) on the voice port: the box advertises itself and
+/// the network policy phones should use for voice (VLAN, 802.1p priority, DSCP), so phones find
+/// the voice VLAN without being touched. Sent on `interfaces.lan.device`, the untagged parent
+/// port, even when the voice network is a VLAN on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Lldp {
+    /// Advertise on the voice port.
+    pub enabled: bool,
+    /// Time between advertisements (802.1AB msgTxInterval, 1s-1h); neighbours keep an
+    /// advertisement for four intervals.
+    pub interval: Duration,
+    /// The voice VLAN phones are told to tag with. Default: `interfaces.lan.vlan`; with neither,
+    /// the policy says untagged (VLAN 0) and still carries the priority and DSCP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4094))]
+    pub vlan: Option<u16>,
+    /// 802.1p priority of voice media (0-7).
+    #[schemars(range(min = 0, max = 7))]
+    pub voice_priority: u8,
+    /// DSCP of voice media (0-63); 46 is EF.
+    #[schemars(range(min = 0, max = 63))]
+    pub voice_dscp: u8,
+    /// Also advertise a Voice Signaling policy (SIP) on the same VLAN.
+    pub signaling: bool,
+    /// 802.1p priority of voice signalling (0-7).
+    #[schemars(range(min = 0, max = 7))]
+    pub signaling_priority: u8,
+    /// DSCP of voice signalling (0-63); 24 is CS3.
+    #[schemars(range(min = 0, max = 63))]
+    pub signaling_dscp: u8,
+}
+
+impl Default for Lldp {
+    fn default() -> Self {
+        Lldp {
+            enabled: true,
+            interval: Duration::secs(30),
+            vlan: None,
+            voice_priority: 5,
+            voice_dscp: 46,
+            signaling: true,
+            signaling_priority: 3,
+            signaling_dscp: 24,
         }
     }
 }

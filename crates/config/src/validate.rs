@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::diag::Diagnostic;
 use crate::locate::{Locations, Path, Pos};
-use crate::model::{Config, DhcpOptions, WanMode};
+use crate::model::{Config, DhcpOptions, VendorClass, WanMode};
 use crate::profile::Profile;
 use crate::types::{format_hint, PortRange, FORMATS};
 
@@ -346,6 +346,7 @@ fn issue(path: Path, message: String, hint: &str) -> Issue {
 pub(crate) fn check_semantics(cfg: &Config, profile: &Profile) -> Vec<Issue> {
     let mut out = Vec::new();
     check_interfaces(cfg, &mut out);
+    check_lldp(cfg, &mut out);
     check_dhcp(cfg, &mut out);
     check_ports(cfg, &mut out);
     check_management(cfg, &mut out);
@@ -608,8 +609,16 @@ fn check_dhcp(cfg: &Config, out: &mut Vec<Issue>) {
         ));
     }
     check_dhcp_options(&d.options, &Path::of(&["dhcp", "options"]), out);
-    for (n, c) in d.vendor_classes.iter().enumerate() {
-        let p = Path::of(&["dhcp", "vendor_classes"]).index(n);
+    check_vendor_classes(
+        &d.vendor_classes,
+        &Path::of(&["dhcp", "vendor_classes"]),
+        out,
+    );
+}
+
+fn check_vendor_classes(classes: &[VendorClass], at: &Path, out: &mut Vec<Issue>) {
+    for (n, c) in classes.iter().enumerate() {
+        let p = at.index(n);
         check_dhcp_options(&c.options, &p.key("options"), out);
         if c.name.trim().is_empty() {
             out.push(issue(
@@ -617,7 +626,7 @@ fn check_dhcp(cfg: &Config, out: &mut Vec<Issue>) {
                 "the vendor class has an empty name".into(),
                 "name it after the make of phone, e.g. yealink",
             ));
-        } else if let Some(m) = d.vendor_classes[..n].iter().position(|o| o.name == c.name) {
+        } else if let Some(m) = classes[..n].iter().position(|o| o.name == c.name) {
             out.push(issue(
                 p.key("name"),
                 format!(
@@ -650,6 +659,17 @@ fn check_dhcp(cfg: &Config, out: &mut Vec<Issue>) {
                 ));
             }
         }
+    }
+}
+
+fn check_lldp(cfg: &Config, out: &mut Vec<Issue>) {
+    let l = &cfg.lldp;
+    if l.enabled && !(1..=3600).contains(&l.interval.as_secs()) {
+        out.push(issue(
+            Path::of(&["lldp", "interval"]),
+            format!("LLDP interval {} is outside 1s-1h", l.interval),
+            "IEEE 802.1AB allows 1-3600 s between advertisements; 30s is the default",
+        ));
     }
 }
 

@@ -617,3 +617,29 @@ fn dhcp_vendor_class_and_reservation_errors() {
         "letters",
     );
 }
+
+#[test]
+fn lldp_defaults_and_errors() {
+    let l = check(GOOD).unwrap().config;
+    assert!(l.lldp.enabled);
+    assert_eq!(
+        (l.lldp.interval.as_secs(), l.lldp.voice_dscp, l.lldp.vlan),
+        (30, 46, None)
+    );
+    expect(
+        &format!("{GOOD}lldp:\n  interval: 2h\n"),
+        "lldp.interval",
+        10,
+        13,
+        "outside 1s-1h",
+        "802.1AB",
+    );
+    expect(
+        &format!("{GOOD}lldp:\n  voice_dscp: 64\n"),
+        "lldp.voice_dscp",
+        10,
+        15,
+        "out of range",
+        "DSCP",
+    );
+}
