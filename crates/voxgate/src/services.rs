@@ -37,6 +37,7 @@ pub fn all() -> (Vec<Arc<dyn Service<Loaded>>>, Handles) {
         Arc::new(links::Links),
         Arc::new(lldp::LldpService),
         Arc::new(dhcp),
+        Arc::new(dhcp::DhcpService::bootstrap()),
         Arc::new(media),
         Arc::new(sip::SipService {
             handle: h.sip.clone(),
