@@ -47,6 +47,9 @@ pub struct Config {
     /// Operator access: control socket, state, logging, SSH.
     #[serde(default)]
     pub management: Management,
+    /// LLDP-MED advertisement of the voice network policy on the voice port.
+    #[serde(default)]
+    pub lldp: Lldp,
 }
 
 /// Site identity.
@@ -420,6 +423,62 @@ pub struct Dhcp {
     /// Options per make of phone, by vendor class identifier and/or MAC prefix.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub vendor_classes: Vec<VendorClass>,
+    /// A bootstrap scope on the untagged port that tells phones the voice VLAN; left out: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Bootstrap")]
+    pub bootstrap: Option<Bootstrap>,
+}
+
+/// A small DHCP scope on the untagged port (`interfaces.lan.device`, e.g. `lan0` while the voice
+/// network is `lan0.100`) for phones that are not LLDP-capable: they take a short lease there,
+/// read the voice VLAN from a vendor option, and start DHCP again tagged on that VLAN.
+///
+/// Every lease carries option 132, the VLAN id in two bytes (IANA: "IEEE 802.1Q VLAN ID").
+/// Built-in vendor classes add: `avaya`
+/// (option 60 contains `ccp.avaya.com`) option 242 `L2Q=1,L2QVLAN=<id>`; `mitel` (option 60
+/// contains `ipphone.mitel.com`) option 43 `id:ipphone.mitel.com;vlan=<id>;l2p=6;dscp=46`;
+/// `polycom` (option 60 contains `polycom`) option 128 `VLAN-A=<id>;`. A class in
+/// `vendor_classes` with one of these names replaces the built-in one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Bootstrap {
+    /// Interface of the untagged segment. Default: `interfaces.lan.device`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The box's address on the untagged segment with its prefix, e.g. 10.99.0.1/24 (a subnet
+    /// of its own; the box must hold this address on the device).
+    pub address: InterfaceAddress,
+    /// The VLAN id the phones are told. Default: `interfaces.lan.vlan`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4094))]
+    pub vlan: Option<u16>,
+    /// Address ranges in the bootstrap subnet. Empty: the upper half of the subnet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<AddressRange>,
+    /// Lease duration: short, since phones leave for the voice VLAN at once.
+    #[serde(default = "default_bootstrap_lease")]
+    pub lease_time: Duration,
+    /// Options for every client of the scope, over the VLAN hint (option 132).
+    #[serde(default, skip_serializing_if = "DhcpOptions::is_empty")]
+    pub options: DhcpOptions,
+    /// VLAN hints per make of phone, tried before the built-in classes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vendor_classes: Vec<VendorClass>,
+}
+
+fn default_bootstrap_lease() -> Duration {
+    Duration::secs(300)
+}
+
+impl Dhcp {
+    /// The bootstrap scope's interface and VLAN id, when the scope is configured and a VLAN is
+    /// known (`dhcp.bootstrap.vlan`, else `interfaces.lan.vlan`).
+    pub fn bootstrap_scope(&self, lan: &Lan) -> Option<(&Bootstrap, String, u16)> {
+        let b = self.bootstrap.as_ref()?;
+        let vlan = b.vlan.or(lan.vlan)?;
+        let device = b.device.clone().unwrap_or_else(|| lan.device.clone());
+        Some((b, device, vlan))
+    }
 }
 
 impl Default for Dhcp {
@@ -433,6 +492,7 @@ impl Default for Dhcp {
             decline_quarantine: Duration::secs(3600),
             options: DhcpOptions::default(),
             vendor_classes: Vec::new(),
+            bootstrap: None,
         }
     }
 }
@@ -660,6 +720,54 @@ impl Default for Management {
             log_level: LogLevel::Info,
             ssh_from: Vec::new(),
             ssh_keys: Vec::new(),
+        }
+    }
+}
+
+/// LLDP-MED (IEEE 802.1AB with ANSI/TIA-1057) on the voice port: the box advertises itself and
+/// the network policy phones should use for voice (VLAN, 802.1p priority, DSCP), so phones find
+/// the voice VLAN without being touched. Sent on `interfaces.lan.device`, the untagged parent
+/// port, even when the voice network is a VLAN on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Lldp {
+    /// Advertise on the voice port.
+    pub enabled: bool,
+    /// Time between advertisements (802.1AB msgTxInterval, 1s-1h); neighbours keep an
+    /// advertisement for four intervals.
+    pub interval: Duration,
+    /// The voice VLAN phones are told to tag with. Default: `interfaces.lan.vlan`; with neither,
+    /// the policy says untagged (VLAN 0) and still carries the priority and DSCP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4094))]
+    pub vlan: Option<u16>,
+    /// 802.1p priority of voice media (0-7).
+    #[schemars(range(min = 0, max = 7))]
+    pub voice_priority: u8,
+    /// DSCP of voice media (0-63); 46 is EF.
+    #[schemars(range(min = 0, max = 63))]
+    pub voice_dscp: u8,
+    /// Also advertise a Voice Signaling policy (SIP) on the same VLAN.
+    pub signaling: bool,
+    /// 802.1p priority of voice signalling (0-7).
+    #[schemars(range(min = 0, max = 7))]
+    pub signaling_priority: u8,
+    /// DSCP of voice signalling (0-63); 24 is CS3.
+    #[schemars(range(min = 0, max = 63))]
+    pub signaling_dscp: u8,
+}
+
+impl Default for Lldp {
+    fn default() -> Self {
+        Lldp {
+            enabled: true,
+            interval: Duration::secs(30),
+            vlan: None,
+            voice_priority: 5,
+            voice_dscp: 46,
+            signaling: true,
+            signaling_priority: 3,
+            signaling_dscp: 24,
         }
     }
 }

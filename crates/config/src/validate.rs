@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::diag::Diagnostic;
 use crate::locate::{Locations, Path, Pos};
-use crate::model::{Config, DhcpOptions, WanMode};
+use crate::model::{Config, DhcpOptions, VendorClass, WanMode};
 use crate::profile::Profile;
 use crate::types::{format_hint, PortRange, FORMATS};
 
@@ -346,6 +346,7 @@ fn issue(path: Path, message: String, hint: &str) -> Issue {
 pub(crate) fn check_semantics(cfg: &Config, profile: &Profile) -> Vec<Issue> {
     let mut out = Vec::new();
     check_interfaces(cfg, &mut out);
+    check_lldp(cfg, &mut out);
     check_dhcp(cfg, &mut out);
     check_ports(cfg, &mut out);
     check_management(cfg, &mut out);
@@ -608,8 +609,17 @@ fn check_dhcp(cfg: &Config, out: &mut Vec<Issue>) {
         ));
     }
     check_dhcp_options(&d.options, &Path::of(&["dhcp", "options"]), out);
-    for (n, c) in d.vendor_classes.iter().enumerate() {
-        let p = Path::of(&["dhcp", "vendor_classes"]).index(n);
+    check_vendor_classes(
+        &d.vendor_classes,
+        &Path::of(&["dhcp", "vendor_classes"]),
+        out,
+    );
+    check_bootstrap(cfg, out);
+}
+
+fn check_vendor_classes(classes: &[VendorClass], at: &Path, out: &mut Vec<Issue>) {
+    for (n, c) in classes.iter().enumerate() {
+        let p = at.index(n);
         check_dhcp_options(&c.options, &p.key("options"), out);
         if c.name.trim().is_empty() {
             out.push(issue(
@@ -617,7 +627,7 @@ fn check_dhcp(cfg: &Config, out: &mut Vec<Issue>) {
                 "the vendor class has an empty name".into(),
                 "name it after the make of phone, e.g. yealink",
             ));
-        } else if let Some(m) = d.vendor_classes[..n].iter().position(|o| o.name == c.name) {
+        } else if let Some(m) = classes[..n].iter().position(|o| o.name == c.name) {
             out.push(issue(
                 p.key("name"),
                 format!(
@@ -650,6 +660,114 @@ fn check_dhcp(cfg: &Config, out: &mut Vec<Issue>) {
                 ));
             }
         }
+    }
+}
+
+/// The bootstrap scope on the untagged port: its own interface and subnet, and a VLAN to name.
+fn check_bootstrap(cfg: &Config, out: &mut Vec<Issue>) {
+    let Some(b) = &cfg.dhcp.bootstrap else {
+        return;
+    };
+    let at = Path::of(&["dhcp", "bootstrap"]);
+    let i = &cfg.interfaces;
+    if b.vlan.or(i.lan.vlan).is_none() {
+        out.push(issue(
+            at.clone(),
+            "the bootstrap scope has no voice VLAN to tell phones".into(),
+            "set interfaces.lan.vlan (the voice network is a VLAN), or dhcp.bootstrap.vlan (a switch tags it)",
+        ));
+    }
+    let device = b.device.clone().unwrap_or_else(|| i.lan.device.clone());
+    let dev_path = if b.device.is_some() {
+        at.key("device")
+    } else {
+        at.clone()
+    };
+    if device.is_empty() || device.len() > 15 || device.contains(['/', ' ', ':']) {
+        out.push(issue(
+            dev_path,
+            format!("{device:?} is not a valid interface name"),
+            "Linux interface names are 1-15 characters without '/', ':' or spaces, e.g. lan0",
+        ));
+    } else if device == i.lan.voice_device()
+        || device == i.wan.device
+        || i.management.as_ref().is_some_and(|m| m.device == device)
+    {
+        out.push(issue(
+            dev_path,
+            format!("the bootstrap scope's interface {device} already carries another network"),
+            "the bootstrap scope serves the untagged port of a voice VLAN: set interfaces.lan.vlan, or name a port of its own in dhcp.bootstrap.device",
+        ));
+    }
+    let net = b.address.network();
+    let mut others = vec![("voice LAN", i.lan.address.network())];
+    if let Some(a) = i.wan.address {
+        others.push(("WAN", a.network()));
+    }
+    if let Some(m) = &i.management {
+        others.push(("management", m.address.network()));
+    }
+    for (what, o) in others {
+        if net.contains(&o.network()) || o.contains(&net.network()) {
+            out.push(issue(
+                at.key("address"),
+                format!("the bootstrap subnet {net} overlaps the {what} subnet {o}"),
+                "give the untagged segment a small subnet of its own, e.g. 10.99.0.1/24",
+            ));
+        }
+    }
+    let box_addr = b.address.addr();
+    for (n, pool) in b.pools.iter().enumerate() {
+        let p = at.key("pools").index(n);
+        check_dhcp_options(&pool.options, &p.key("options"), out);
+        for (k, a) in [("start", pool.start), ("end", pool.end)] {
+            if !net.contains(&a) || a == net.network() || a == net.broadcast() {
+                out.push(issue(
+                    p.key(k),
+                    format!("{a} is outside the bootstrap subnet {net} (or is its network/broadcast address)"),
+                    "bootstrap pools must lie inside dhcp.bootstrap.address's subnet",
+                ));
+            }
+        }
+        if pool.start > pool.end {
+            out.push(issue(
+                p.key("end"),
+                format!(
+                    "the pool ends ({}) before it starts ({})",
+                    pool.end, pool.start
+                ),
+                "swap start and end",
+            ));
+        } else if (pool.start..=pool.end).contains(&box_addr) {
+            out.push(issue(
+                p.clone(),
+                format!(
+                    "the pool {}-{} contains the box's own address {box_addr}",
+                    pool.start, pool.end
+                ),
+                "start the pool above the box's address",
+            ));
+        }
+    }
+    if !(30..=86400).contains(&b.lease_time.as_secs()) {
+        out.push(issue(
+            at.key("lease_time"),
+            format!("bootstrap lease time {} is outside 30s-1d", b.lease_time),
+            "phones leave the bootstrap scope at once; 5m (the default) is plenty",
+        ));
+    }
+    check_dhcp_options(&b.options, &at.key("options"), out);
+    check_vendor_classes(&b.vendor_classes, &at.key("vendor_classes"), out);
+}
+
+fn check_lldp(cfg: &Config, out: &mut Vec<Issue>) {
+    let l = &cfg.lldp;
+    if l.enabled && !(1..=3600).contains(&l.interval.as_secs()) {
+        out.push(issue(
+            Path::of(&["lldp", "interval"]),
+            format!("LLDP interval {} is outside 1s-1h", l.interval),
+            "IEEE 802.1AB allows 1-3600 s between advertisements; 30s is the default",
+        ));
     }
 }
 

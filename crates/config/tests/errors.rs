@@ -648,3 +648,83 @@ fn bad_fallback_servers_and_health_interval() {
     let l = check(&good).unwrap();
     assert_eq!(l.config.sip.health_interval.as_secs(), 30);
 }
+
+#[test]
+fn lldp_and_bootstrap_defaults_and_overrides() {
+    let l = check(GOOD).unwrap().config;
+    assert!(l.lldp.enabled);
+    assert_eq!(
+        (l.lldp.interval.as_secs(), l.lldp.voice_dscp, l.lldp.vlan),
+        (30, 46, None)
+    );
+    assert!(l.dhcp.bootstrap.is_none());
+    let t = GOOD.replace("    device: lan0\n", "    device: lan0\n    vlan: 100\n")
+        + "dhcp:\n  bootstrap:\n    address: 10.99.0.1/24\nlldp:\n  interval: 10s\n";
+    let c = check(&t).unwrap().config;
+    let (b, device, vlan) = c.dhcp.bootstrap_scope(&c.interfaces.lan).unwrap();
+    assert_eq!(
+        (device.as_str(), vlan, b.lease_time.as_secs()),
+        ("lan0", 100, 300)
+    );
+    assert_eq!(c.lldp.interval.as_secs(), 10);
+}
+
+#[test]
+fn bootstrap_and_lldp_errors() {
+    // No VLAN anywhere, and the untagged port is the voice network itself.
+    let t = format!("{GOOD}dhcp:\n  bootstrap:\n    address: 10.99.0.1/24\n");
+    let all = errors(&t);
+    assert!(
+        all.iter().any(|d| d.path == "dhcp.bootstrap"
+            && (d.line, d.column) == (10, 3)
+            && d.message.contains("no voice VLAN")),
+        "{}",
+        Errors(all.clone())
+    );
+    assert!(
+        all.iter()
+            .any(|d| d.path == "dhcp.bootstrap" && d.message.contains("already carries")),
+        "{}",
+        Errors(all.clone())
+    );
+    expect(
+        &format!("{GOOD}dhcp:\n  bootstrap:\n    vlan: 100\n    device: lan1\n    address: 10.100.0.200/24\n"),
+        "dhcp.bootstrap.address",
+        13,
+        14,
+        "overlaps the voice LAN subnet",
+        "subnet of its own",
+    );
+    expect(
+        &format!("{GOOD}dhcp:\n  bootstrap:\n    vlan: 100\n    device: lan1\n    address: 10.99.0.1/24\n    pools: [{{start: 10.98.0.5, end: 10.99.0.9}}]\n"),
+        "dhcp.bootstrap.pools[0].start",
+        14,
+        21,
+        "outside the bootstrap subnet",
+        "inside dhcp.bootstrap.address",
+    );
+    expect(
+        &format!("{GOOD}dhcp:\n  bootstrap:\n    vlan: 5000\n    address: 10.99.0.1/24\n"),
+        "dhcp.bootstrap.vlan",
+        11,
+        11,
+        "out of range",
+        "VLAN id",
+    );
+    expect(
+        &format!("{GOOD}lldp:\n  interval: 2h\n"),
+        "lldp.interval",
+        10,
+        13,
+        "outside 1s-1h",
+        "802.1AB",
+    );
+    expect(
+        &format!("{GOOD}lldp:\n  voice_dscp: 64\n"),
+        "lldp.voice_dscp",
+        10,
+        15,
+        "out of range",
+        "DSCP",
+    );
+}

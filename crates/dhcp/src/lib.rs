@@ -38,15 +38,36 @@ pub use settings::Settings;
 /// The `dhcp` service: serves DHCP on the voice interface while `dhcp.enabled`. A reload
 /// applies new pools and options to the next exchange and keeps every lease; a change of
 /// interface or state directory restarts the server with the stored leases.
-#[derive(Default)]
+///
+/// [`DhcpService::bootstrap`] is the `dhcp-bootstrap` service: the same server for the
+/// bootstrap scope (`dhcp.bootstrap`) on the untagged port, with its own lease store
+/// (`management.state_dir`/dhcp-bootstrap), whose leases tell phones the voice VLAN.
 pub struct DhcpService {
     shared: server::Shared,
+    scope: server::Scope,
+}
+
+impl Default for DhcpService {
+    fn default() -> Self {
+        DhcpService::new()
+    }
 }
 
 impl DhcpService {
-    /// A service that is not yet running.
+    /// The voice network's server, not yet running.
     pub fn new() -> DhcpService {
-        DhcpService::default()
+        DhcpService {
+            shared: Default::default(),
+            scope: server::Scope::Voice,
+        }
+    }
+
+    /// The bootstrap scope's server, not yet running.
+    pub fn bootstrap() -> DhcpService {
+        DhcpService {
+            shared: Default::default(),
+            scope: server::Scope::Bootstrap,
+        }
     }
 
     /// A handle on the running server's leases, for the control socket.
@@ -57,15 +78,18 @@ impl DhcpService {
 
 impl Service<Loaded> for DhcpService {
     fn name(&self) -> &'static str {
-        "dhcp"
+        match self.scope {
+            server::Scope::Voice => "dhcp",
+            server::Scope::Bootstrap => "dhcp-bootstrap",
+        }
     }
 
     fn enabled(&self, config: &Loaded) -> bool {
-        config.config.dhcp.enabled
+        config.config.dhcp.enabled && self.scope.device(config).is_some()
     }
 
     fn run(&self, ctx: Context<Loaded>) -> ServiceFuture {
-        Box::pin(server::serve(self.shared.clone(), ctx))
+        Box::pin(server::serve(self.shared.clone(), self.scope, ctx))
     }
 }
 

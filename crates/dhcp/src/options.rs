@@ -98,7 +98,7 @@ impl OptionLayer {
         l
     }
 
-    fn set(&mut self, code: u8, value: Option<Vec<u8>>) {
+    pub(crate) fn set(&mut self, code: u8, value: Option<Vec<u8>>) {
         self.0.insert(code, value);
     }
 

@@ -83,45 +83,87 @@ enum Exit {
     Restart,
 }
 
+/// Which scope a server serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// The voice network, on `interfaces.lan.voice_device()`.
+    Voice,
+    /// The bootstrap scope (`dhcp.bootstrap`) on the untagged port.
+    Bootstrap,
+}
+
+impl Scope {
+    /// The interface served, if the configuration has this scope.
+    pub(crate) fn device(self, l: &Loaded) -> Option<String> {
+        let c = &l.config;
+        match self {
+            Scope::Voice => Some(c.interfaces.lan.voice_device()),
+            Scope::Bootstrap => c
+                .dhcp
+                .bootstrap_scope(&c.interfaces.lan)
+                .map(|(_, device, _)| device),
+        }
+    }
+
+    fn state_dir(self, l: &Loaded) -> std::path::PathBuf {
+        let d = &l.config.management.state_dir;
+        match self {
+            Scope::Voice => d.join("dhcp"),
+            Scope::Bootstrap => d.join("dhcp-bootstrap"),
+        }
+    }
+
+    fn settings(self, c: &config::Config) -> anyhow::Result<Settings> {
+        match self {
+            Scope::Voice => Ok(Settings::from_config(c, Path::new(ZONEINFO))),
+            Scope::Bootstrap => Settings::bootstrap_from_config(c)
+                .context("dhcp.bootstrap is not configured (or names no VLAN)"),
+        }
+    }
+}
+
 /// Runs the server until `ctx.stop`; fails (and is restarted by the supervisor) when the
 /// socket or the lease store fails.
-pub(crate) async fn serve(shared: Shared, mut ctx: Context<Loaded>) -> anyhow::Result<()> {
+pub(crate) async fn serve(
+    shared: Shared,
+    scope: Scope,
+    mut ctx: Context<Loaded>,
+) -> anyhow::Result<()> {
     loop {
         let loaded = ctx.config.borrow_and_update().clone();
-        if let Exit::Stop = serve_with(&shared, &mut ctx, &loaded).await? {
+        if let Exit::Stop = serve_with(&shared, scope, &mut ctx, &loaded).await? {
             return Ok(());
         }
     }
 }
 
-fn state_dir(l: &Loaded) -> std::path::PathBuf {
-    l.config.management.state_dir.join("dhcp")
-}
-
 async fn serve_with(
     shared: &Shared,
+    scope: Scope,
     ctx: &mut Context<Loaded>,
     loaded: &Loaded,
 ) -> anyhow::Result<Exit> {
-    let device = loaded.config.interfaces.lan.voice_device();
-    let dir = state_dir(loaded);
+    let device = scope
+        .device(loaded)
+        .context("dhcp.bootstrap is not configured (or names no VLAN)")?;
+    let dir = scope.state_dir(loaded);
     let config = loaded.config.clone();
     let opened = dir.clone();
-    let core = tokio::task::spawn_blocking(move || -> io::Result<Core> {
-        let settings = Settings::from_config(&config, Path::new(ZONEINFO));
-        let (store, leases, _) = Store::open(&opened)?;
+    let core = tokio::task::spawn_blocking(move || -> anyhow::Result<Core> {
+        let settings = scope.settings(&config)?;
+        let (store, leases, _) = Store::open(&opened)
+            .with_context(|| format!("opening the lease store in {}", opened.display()))?;
         Ok(Core {
             engine: Engine::new(settings, leases),
             store,
         })
     })
-    .await?
-    .with_context(|| format!("opening the lease store in {}", dir.display()))?;
+    .await??;
     let socket = bind(&device).with_context(|| format!("binding the DHCP server to {device}"))?;
     let leases = core.engine.lease_count();
     *lock(shared) = Some(core);
     let _clear = Clear(shared.clone());
-    info!(%device, leases, journal = %dir.display(), "DHCP server listening");
+    info!(%device, ?scope, leases, journal = %dir.display(), "DHCP server listening");
 
     let mut buf = vec![0u8; MAX_REQUEST + 1];
     loop {
@@ -132,18 +174,16 @@ async fn serve_with(
                     return Ok(Exit::Stop);
                 }
                 let new = ctx.config.borrow_and_update().clone();
-                if new.config.interfaces.lan.voice_device() != device || state_dir(&new) != dir {
-                    info!("the voice interface or state directory changed: restarting the DHCP server");
+                if scope.device(&new).as_deref() != Some(device.as_str()) || scope.state_dir(&new) != dir {
+                    info!(?scope, "the interface or state directory changed: restarting the DHCP server");
                     return Ok(Exit::Restart);
                 }
-                let settings = tokio::task::spawn_blocking(move || {
-                    Settings::from_config(&new.config, Path::new(ZONEINFO))
-                })
-                .await?;
+                let settings = tokio::task::spawn_blocking(move || scope.settings(&new.config))
+                    .await??;
                 if let Some(core) = lock(shared).as_mut() {
                     core.engine.set_settings(settings);
                 }
-                info!("DHCP settings reloaded; leases kept");
+                info!(?scope, "DHCP settings reloaded; leases kept");
             }
             received = socket.recv_from(&mut buf) => {
                 let (n, _) = received.context("receiving on the DHCP socket")?;

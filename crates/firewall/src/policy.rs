@@ -303,6 +303,33 @@ pub fn generate(l: &Loaded) -> Policy {
             "config dhcp.enabled",
         );
     }
+    if let Some((_, dev, _)) = c
+        .dhcp
+        .bootstrap_scope(&c.interfaces.lan)
+        .filter(|_| c.dhcp.enabled)
+    {
+        let port = || ("untagged port", vec![Match::Iif(dev.clone())]);
+        b.allow(
+            Direction::Input,
+            port(),
+            to_box(),
+            None,
+            &udp,
+            &single(67),
+            "DHCP bootstrap: phones learn the voice VLAN",
+            "config dhcp.bootstrap",
+        );
+        b.allow(
+            Direction::Output,
+            from_box(),
+            ("untagged port", vec![Match::Oif(dev.clone())]),
+            None,
+            &udp,
+            &single(68),
+            "DHCP bootstrap: replies to phones on the untagged port",
+            "config dhcp.bootstrap",
+        );
+    }
     if c.dns.enabled {
         b.allow(
             Direction::Input,

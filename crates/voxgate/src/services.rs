@@ -35,7 +35,9 @@ pub fn all() -> (Vec<Arc<dyn Service<Loaded>>>, Handles) {
     let services: Vec<Arc<dyn Service<Loaded>>> = vec![
         Arc::new(firewall::FirewallService(h.firewall.clone())),
         Arc::new(links::Links),
+        Arc::new(lldp::LldpService),
         Arc::new(dhcp),
+        Arc::new(dhcp::DhcpService::bootstrap()),
         Arc::new(media),
         Arc::new(sip::SipService {
             handle: h.sip.clone(),
