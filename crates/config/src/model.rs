@@ -524,6 +524,9 @@ pub struct Sip {
     /// Interval of OPTIONS health checks to each provider server; a server that misses two in
     /// a row is failed over from, and failed back to once it answers again.
     pub health_interval: Duration,
+    /// SIP messages per second each source on the voice LAN may send (bursts of four times
+    /// that); more are dropped and logged. 0 turns the limit off.
+    pub rate_limit: u32,
 }
 
 impl Default for Sip {
@@ -534,6 +537,7 @@ impl Default for Sip {
             transport: SipTransport::Udp,
             keepalive_interval: Duration::secs(20),
             health_interval: Duration::secs(30),
+            rate_limit: 100,
         }
     }
 }

@@ -14,6 +14,7 @@ use ezk_sip_types::{Headers, Method, Name};
 use ipnet::IpNet;
 use serde::Serialize;
 
+use crate::guard::{Guard, Limit};
 use crate::message::{parse, response, Message, ParseError};
 use crate::name_addr;
 use crate::transaction::{ClientTx, Output, Peer, ServerTx, Side, Transactions};
@@ -40,6 +41,8 @@ pub struct Settings {
     pub provider_nets: Vec<IpNet>,
     /// Interval of the NAT keepalive towards the provider.
     pub keepalive: Duration,
+    /// Messages per second each LAN source may send (bursts of 4×); 0: unlimited.
+    pub lan_rate_limit: u32,
 }
 
 /// A phone's registration as relayed upstream.
@@ -103,6 +106,24 @@ pub struct B2bua {
     upstream: Upstreams,
     /// Health checks out, by transaction.
     probes: HashMap<ClientTx, SocketAddr>,
+    /// Rate limits and scanner rejection per side.
+    lan_guard: Guard,
+    wan_guard: Guard,
+}
+
+/// What the provider may send: it carries every phone's traffic.
+const WAN_LIMIT: Limit = Limit {
+    per_sec: 1000.0,
+    burst: 2000.0,
+};
+
+/// What one phone may send: far above what a phone needs (a handful of messages per call, a
+/// burst of SUBSCRIBEs for its busy lamps at start), far below what would starve the others.
+fn lan_limit(per_sec: u32) -> Option<Limit> {
+    (per_sec > 0).then(|| Limit {
+        per_sec: f64::from(per_sec),
+        burst: 4.0 * f64::from(per_sec),
+    })
 }
 
 fn reg_upstream(reg: Option<&mut Registration>, server: SocketAddr) {
@@ -187,6 +208,8 @@ impl B2bua {
         B2bua {
             upstream: Upstreams::new(&settings.upstreams, settings.health_interval),
             probes: HashMap::new(),
+            lan_guard: Guard::new(lan_limit(settings.lan_rate_limit)),
+            wan_guard: Guard::new(Some(WAN_LIMIT)),
             media,
             calls: Default::default(),
             relayed: HashMap::new(),
@@ -204,6 +227,7 @@ impl B2bua {
 
     /// Replaces the settings (after a reload); registrations are kept.
     pub fn set_settings(&mut self, settings: Settings) {
+        self.lan_guard.set_limit(lan_limit(settings.lan_rate_limit));
         self.upstream
             .reconfigure(&settings.upstreams, settings.health_interval);
         self.settings = settings;
@@ -323,6 +347,15 @@ impl B2bua {
         if !allowed {
             self.dropped += 1;
             tracing::debug!(from = %from.addr, side = ?from.side, "SIP from an unexpected source dropped");
+            return;
+        }
+        let guard = match from.side {
+            Side::Lan => &mut self.lan_guard,
+            Side::Wan => &mut self.wan_guard,
+        };
+        if let Err(why) = guard.admit(now, from.addr.ip(), bytes) {
+            self.dropped += 1;
+            tracing::debug!(from = %from.addr, ?why, "SIP refused before parsing");
             return;
         }
         if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
@@ -597,6 +630,14 @@ impl B2bua {
         self.tx.respond(now, p.server, r);
     }
 
+    /// What hides LAN addresses from the provider.
+    pub(crate) fn hider(&self) -> Hider {
+        Hider {
+            voice_net: self.settings.voice_net,
+            domain: self.settings.domain.clone(),
+        }
+    }
+
     /// An OPTIONS health check to `server`.
     fn probe(&mut self, now: Instant, server: SocketAddr) {
         let transport = if self.settings.upstream_tcp {
@@ -657,5 +698,63 @@ impl B2bua {
                 }
             }
         }
+    }
+}
+
+/// Topology hiding: rewrites what goes to the provider so that it names no LAN address.
+pub(crate) struct Hider {
+    voice_net: IpNet,
+    domain: String,
+}
+
+impl Hider {
+    /// `text` with every IPv4 address of the voice network replaced by the provider's
+    /// domain: what goes to the provider names no LAN address (topology hiding).
+    pub(crate) fn hide_lan(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find(|c: char| c.is_ascii_digit()) {
+            out.push_str(&rest[..start]);
+            let run = &rest[start..];
+            let len = run
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(run.len());
+            let candidate = run[..len].trim_end_matches('.');
+            match candidate.parse::<std::net::Ipv4Addr>() {
+                Ok(ip) if self.voice_net.contains(&IpAddr::V4(ip)) => {
+                    out.push_str(&self.domain);
+                    out.push_str(&run[candidate.len()..len]);
+                }
+                _ => out.push_str(&run[..len]),
+            }
+            rest = &run[len..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// Headers `names` of `msg` to carry to `to`: towards the provider with LAN addresses
+    /// hidden, except the credentials (the digest covers them as the phone wrote them).
+    pub(crate) fn carried(&self, msg: &Message, names: &[&str], to: Side) -> Vec<(String, String)> {
+        let mut v = crate::call::copied(msg, names);
+        if to == Side::Wan {
+            for (n, val) in &mut v {
+                if !n.eq_ignore_ascii_case("authorization")
+                    && !n.eq_ignore_ascii_case("proxy-authorization")
+                {
+                    *val = self.hide_lan(val);
+                }
+            }
+        }
+        v
+    }
+
+    /// Hides LAN addresses in every header of a response going to the provider.
+    pub(crate) fn hide_lan_headers(&self, headers: &mut Headers) {
+        let mut out = Headers::new();
+        for (n, v) in headers.iter() {
+            out.insert(n.clone(), self.hide_lan(v));
+        }
+        *headers = out;
     }
 }

@@ -47,6 +47,8 @@ pub(crate) const REQUEST_COPY: &[&str] = &[
     "content-disposition",
     "content-encoding",
     "content-language",
+    "session-expires",
+    "min-se",
 ];
 
 /// Headers a response carries back.
@@ -67,6 +69,8 @@ pub(crate) const RESPONSE_COPY: &[&str] = &[
     "min-expires",
     "allow-events",
     "sip-etag",
+    "session-expires",
+    "min-se",
 ];
 
 /// One side of a call: a dialog with one party.
@@ -512,7 +516,7 @@ impl B2bua {
             1,
             addrs.via(callee_side),
             Some(&addrs.contact(callee_side)),
-            &copied(msg, REQUEST_COPY),
+            &self.hider().carried(msg, REQUEST_COPY, callee_side),
             &body,
         ) else {
             self.tx.respond(
@@ -642,6 +646,7 @@ impl B2bua {
     /// next CSeq, credentials copied.
     fn resend_invite(&mut self, now: Instant, id: u64, tx: ServerTx, msg: &Message) {
         let addrs = self.addrs();
+        let hider = self.hider();
         let Some(c) = self.calls.calls.get_mut(&id) else {
             return;
         };
@@ -665,7 +670,7 @@ impl B2bua {
             c.callee.cseq,
             addrs.via(c.callee.side),
             Some(&addrs.contact(c.callee.side)),
-            &copied(msg, REQUEST_COPY),
+            &hider.carried(msg, REQUEST_COPY, c.callee.side),
             &body,
         ) else {
             return;
@@ -726,6 +731,7 @@ impl B2bua {
 
     fn bye(&mut self, now: Instant, id: u64, tx: ServerTx, msg: &Message, from: Side) {
         let addrs = self.addrs();
+        let hider = self.hider();
         let Some(c) = self.calls.calls.get_mut(&id) else {
             return;
         };
@@ -744,7 +750,7 @@ impl B2bua {
             other.cseq,
             addrs.via(other.side),
             None,
-            &copied(msg, &["reason"]),
+            &hider.carried(msg, &["reason"], other.side),
             &[],
         );
         let peer = other.peer;
@@ -768,6 +774,7 @@ impl B2bua {
 
     fn relay_in_dialog(&mut self, now: Instant, id: u64, tx: ServerTx, msg: &Message, from: Side) {
         let addrs = self.addrs();
+        let hider = self.hider();
         let Some(c) = self.calls.calls.get_mut(&id) else {
             return;
         };
@@ -830,7 +837,7 @@ impl B2bua {
             other.cseq,
             addrs.via(other.side),
             contact.as_deref(),
-            &copied(msg, REQUEST_COPY),
+            &hider.carried(msg, REQUEST_COPY, other.side),
             &body,
         ) else {
             self.tx
@@ -855,6 +862,7 @@ impl B2bua {
 
     pub(crate) fn call_response(&mut self, now: Instant, tx: ClientTx, msg: Message) {
         let addrs = self.addrs();
+        let hider = self.hider();
         let code = msg.code().unwrap_or(500);
         let Some((id, purpose)) = self.calls.by_client.get(&tx).cloned() else {
             return;
@@ -891,6 +899,10 @@ impl B2bua {
                 };
                 let mut r = response(&req, code, &reason_of(&msg), Some(&tag));
                 copy_named(&msg.headers, &mut r.headers, RESPONSE_COPY);
+                if other_side == Side::Lan {
+                    // The answer goes to the provider.
+                    hider.hide_lan_headers(&mut r.headers);
+                }
                 if (200..300).contains(&code) && req.method() == Some(&Method::INVITE) {
                     // ACK the re-INVITE's 2xx on the far leg; the near leg's ACK is absorbed.
                     let leg = if other_side == c.caller.side {
@@ -941,6 +953,7 @@ impl B2bua {
 
     fn invite_response(&mut self, now: Instant, id: u64, server: ServerTx, msg: Message) {
         let addrs = self.addrs();
+        let hider = self.hider();
         let code = msg.code().unwrap_or(500);
         if code == 100 {
             return;
@@ -983,6 +996,9 @@ impl B2bua {
         let key = c.key.clone();
         let mut r = response(&inv, code, &reason_of(&msg), Some(&c.caller.local_tag));
         copy_named(&msg.headers, &mut r.headers, RESPONSE_COPY);
+        if c.caller.side == Side::Wan {
+            hider.hide_lan_headers(&mut r.headers);
+        }
         if code < 300 {
             c.callee.remote_tag = to_tag.clone();
             if let Some(t) = header(&msg, Name::CONTACT).and_then(|v| name_addr::parse(&v)) {

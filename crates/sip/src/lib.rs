@@ -2,6 +2,7 @@
 
 pub mod b2bua;
 pub mod call;
+pub mod guard;
 pub mod message;
 pub mod name_addr;
 mod requests;

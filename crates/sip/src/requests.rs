@@ -12,7 +12,7 @@ use ezk_sip_types::Name;
 
 use crate::b2bua::{copy_named, random_token, B2bua};
 use crate::call::{
-    build_request, copied, header, name_addr_text, reason_of, Call, Kind, Leg, Purpose, State,
+    build_request, header, name_addr_text, reason_of, Call, Kind, Leg, Purpose, State,
     REQUEST_COPY, RESPONSE_COPY,
 };
 use crate::message::{response, Message};
@@ -98,7 +98,7 @@ impl B2bua {
             1,
             addrs.via(peer.side),
             with_contact.then(|| addrs.contact(peer.side)).as_deref(),
-            &copied(msg, REQUEST_COPY),
+            &self.hider().carried(msg, REQUEST_COPY, peer.side),
             &msg.body,
         ) else {
             self.tx.respond(
@@ -153,6 +153,7 @@ impl B2bua {
     /// after a 401/407 goes out on the same upstream leg with the next CSeq.
     pub(crate) fn outside_resend(&mut self, now: Instant, id: u64, tx: ServerTx, msg: &Message) {
         let addrs = self.addrs();
+        let hider = self.hider();
         let method = msg.method().map(|m| m.to_string()).unwrap_or_default();
         let Some(c) = self.calls.calls.get_mut(&id) else {
             return;
@@ -174,7 +175,7 @@ impl B2bua {
             with_contact
                 .then(|| addrs.contact(c.callee.side))
                 .as_deref(),
-            &copied(msg, REQUEST_COPY),
+            &hider.carried(msg, REQUEST_COPY, c.callee.side),
             &msg.body,
         ) else {
             return;
@@ -199,6 +200,7 @@ impl B2bua {
         msg: Message,
     ) {
         let addrs = self.addrs();
+        let hider = self.hider();
         let code = msg.code().unwrap_or(500);
         if code < 200 {
             return;
@@ -211,6 +213,9 @@ impl B2bua {
         };
         let mut r = response(&req, code, &reason_of(&msg), Some(&c.caller.local_tag));
         copy_named(&msg.headers, &mut r.headers, RESPONSE_COPY);
+        if c.caller.side == crate::transaction::Side::Wan {
+            hider.hide_lan_headers(&mut r.headers);
+        }
         r.body = msg.body.clone();
         let key = c.key.clone();
         match (code, c.kind) {

@@ -238,6 +238,7 @@ async fn settings(l: &Loaded) -> anyhow::Result<(Settings, Option<String>)> {
             voice_net: c.interfaces.lan.address.network().into(),
             provider_nets,
             keepalive: c.sip.keepalive_interval.0,
+            lan_rate_limit: c.sip.rate_limit,
         },
         device,
     ))

@@ -18,6 +18,7 @@ fn settings() -> Settings {
         voice_net: "10.100.0.0/24".parse().unwrap(),
         provider_nets: vec!["198.51.100.0/24".parse().unwrap()],
         keepalive: Duration::from_secs(20),
+        lan_rate_limit: 100,
     }
 }
 

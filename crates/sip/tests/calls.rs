@@ -288,3 +288,128 @@ fn mutated_dialogs_never_panic() {
     b.handle_timeout(t0 + Duration::from_secs(120));
     while b.poll_transmit().is_some() {}
 }
+
+/// An in-dialog request from the phone on the dialog its INVITE opened; `to` is the To header
+/// of the box's answer (with the box's tag).
+fn phone_request(method: &str, to: &str, cseq: u32, extra: &str) -> Vec<u8> {
+    format!("{method} sip:voxgate@10.100.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.100.0.50:5070;branch=z9hG4bKp{cseq}\r\nFrom: \"Reception\" <sip:1001@10.100.0.50>;tag=ph1\r\nTo: {to}\r\nCall-ID: phone-call@10.100.0.50\r\nCSeq: {cseq} {method}\r\n{extra}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n").into_bytes()
+}
+
+/// Reliable provisional responses (RFC 3262) pass through with RSeq/RAck, session timers
+/// (RFC 4028) with Session-Expires, and a transfer (REFER) reaches the provider with the LAN
+/// addresses in Refer-To and Referred-By hidden.
+#[test]
+fn prack_session_timers_and_refer_pass_through_with_topology_hidden() {
+    let t0 = Instant::now();
+    let (mut b, _) = b2bua();
+    let inv = String::from_utf8(invite("z9hG4bKi9", 1))
+        .unwrap()
+        .replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nSupported: 100rel, timer\r\nSession-Expires: 1800;refresher=uac\r\nMin-SE: 90\r\n",
+        );
+    b.receive(t0, inv.as_bytes(), phone());
+    let up = to(&sent(&mut b), provider()).remove(0);
+    assert_eq!(header(&up, "Session-Expires"), "1800;refresher=uac");
+    assert_eq!(header(&up, "Min-SE"), "90");
+    assert_eq!(header(&up, "Supported"), "100rel, timer");
+
+    b.receive(
+        t0,
+        &answer(
+            &up,
+            "183 Session Progress",
+            "pv",
+            "Contact: <sip:bob@198.51.100.10:5060>\r\nRequire: 100rel\r\nRSeq: 1\r\n",
+            PSDP,
+        ),
+        provider(),
+    );
+    let early = to(&sent(&mut b), phone()).remove(0);
+    assert!(early.starts_with("SIP/2.0 183"), "{early}");
+    assert_eq!(header(&early, "RSeq"), "1");
+    assert_eq!(header(&early, "Require"), "100rel");
+    let box_to = header(&early, "To").to_string();
+
+    b.receive(
+        t0,
+        &phone_request("PRACK", &box_to, 2, "RAck: 1 1 INVITE\r\n"),
+        phone(),
+    );
+    let prack = to(&sent(&mut b), provider()).remove(0);
+    assert!(
+        prack.starts_with("PRACK sip:bob@198.51.100.10:5060 SIP/2.0"),
+        "{prack}"
+    );
+    assert_eq!(header(&prack, "RAck"), "1 1 INVITE");
+    assert_eq!(header(&prack, "Call-ID"), header(&up, "Call-ID"));
+    b.receive(t0, &answer(&prack, "200 OK", "pv", "", ""), provider());
+    assert!(to(&sent(&mut b), phone())[0].starts_with("SIP/2.0 200"));
+
+    b.receive(
+        t0,
+        &answer(
+            &up,
+            "200 OK",
+            "pv",
+            "Contact: <sip:bob@198.51.100.10:5060>\r\nSession-Expires: 1800;refresher=uac\r\nRequire: timer\r\n",
+            PSDP,
+        ),
+        provider(),
+    );
+    let ok = to(&sent(&mut b), phone()).remove(0);
+    assert_eq!(header(&ok, "Session-Expires"), "1800;refresher=uac");
+    assert_eq!(header(&ok, "Require"), "timer");
+
+    // Blind transfer to another phone, named by the box's LAN address.
+    b.receive(
+        t0,
+        &phone_request(
+            "REFER",
+            &box_to,
+            3,
+            "Refer-To: <sip:1002@10.100.0.1>\r\nReferred-By: <sip:1001@10.100.0.50>\r\nContact: <sip:1001@10.100.0.50:5070>\r\n",
+        ),
+        phone(),
+    );
+    let refer = to(&sent(&mut b), provider()).remove(0);
+    assert!(
+        refer.starts_with("REFER sip:bob@198.51.100.10:5060 SIP/2.0"),
+        "{refer}"
+    );
+    assert_eq!(header(&refer, "Refer-To"), "<sip:1002@198.51.100.10>");
+    assert_eq!(header(&refer, "Referred-By"), "<sip:1001@198.51.100.10>");
+    assert!(!refer.contains("10.100.0."), "{refer}");
+    b.receive(
+        t0,
+        &answer(&refer, "202 Accepted", "pv", "", ""),
+        provider(),
+    );
+    assert!(to(&sent(&mut b), phone())[0].starts_with("SIP/2.0 202"));
+}
+
+/// Whatever a phone writes into a response's headers, the provider sees no LAN address.
+#[test]
+fn responses_to_the_provider_hide_lan_addresses() {
+    let t0 = Instant::now();
+    let (mut b, _) = b2bua();
+    let target = register_phone(&mut b, t0);
+    let inv = format!("INVITE {target} SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.10:5060;branch=z9hG4bKin7\r\nFrom: <sip:01632960999@198.51.100.10>;tag=pf\r\nTo: <sip:1001@198.51.100.10>\r\nCall-ID: prov-call-7\r\nCSeq: 10 INVITE\r\nContact: <sip:gw@198.51.100.10:5060>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n");
+    b.receive(t0, inv.as_bytes(), provider());
+    let down = to(&sent(&mut b), phone()).remove(0);
+    b.receive(
+        t0,
+        &answer(
+            &down,
+            "486 Busy Here",
+            "ph",
+            "Warning: 399 10.100.0.50 \"DND on\"\r\n",
+            "",
+        ),
+        phone(),
+    );
+    let busy = to(&sent(&mut b), provider()).remove(0);
+    assert!(busy.starts_with("SIP/2.0 486"), "{busy}");
+    assert_eq!(header(&busy, "Warning"), "399 198.51.100.10 \"DND on\"");
+    assert!(!busy.contains("10.100.0."), "{busy}");
+}

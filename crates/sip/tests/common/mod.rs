@@ -82,6 +82,7 @@ pub fn b2bua() -> (B2bua, Arc<Mutex<Recorded>>) {
         voice_net: "10.100.0.0/24".parse().unwrap(),
         provider_nets: vec!["198.51.100.0/24".parse().unwrap()],
         keepalive: Duration::from_secs(20),
+        lan_rate_limit: 100,
     };
     (B2bua::new(s, Box::new(Recorder(rec.clone()))), rec)
 }
