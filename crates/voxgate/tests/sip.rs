@@ -327,10 +327,15 @@ fn call_pair(provider: &[&str], phone: &[&str]) -> (String, String) {
     lab::require_root().unwrap();
     let lab = Lab::new().unwrap();
     let b = running_box(&lab);
+    call_pair_in(&lab, &b, provider, phone)
+}
+
+/// [`call_pair`] with a lab and box of the test's own.
+fn call_pair_in(lab: &Lab, b: &Box_, provider: &[&str], phone: &[&str]) -> (String, String) {
     let provider_log = b.dir.path().join("provider.log");
     let mut args: Vec<&str> = provider.to_vec();
     args.extend(["-i", "198.51.100.10", "-p", "5060", "-m", "1"]);
-    let mut uas = sipp_bg(&lab, Node::Provider, &args, &provider_log);
+    let mut uas = sipp_bg(lab, Node::Provider, &args, &provider_log);
     std::thread::sleep(Duration::from_millis(300));
     let mut args: Vec<&str> = phone.to_vec();
     args.extend([
@@ -345,7 +350,7 @@ fn call_pair(provider: &[&str], phone: &[&str]) -> (String, String) {
         "1",
     ]);
     let phone_log = b.dir.path().join("phone.log");
-    let mut uac = sipp_bg(&lab, Node::Phone, &args, &phone_log);
+    let mut uac = sipp_bg(lab, Node::Phone, &args, &phone_log);
     let phone_ok = uac.wait_timeout(Duration::from_secs(15)).unwrap();
     let prov_ok = uas.wait_timeout(Duration::from_secs(5)).unwrap();
     let plog = std::fs::read_to_string(&provider_log).unwrap_or_default();
@@ -580,6 +585,19 @@ fn call_audio_flows_both_ways_through_the_relay() {
     lab::require_root().unwrap();
     let lab = Lab::new().unwrap();
     let b = running_box(&lab);
+    // Everything the provider receives is captured, from the registration to the hang-up.
+    let pcap = b.dir.path().join("provider.pcap");
+    let mut capture = {
+        let mut cmd = lab.command(Node::Provider, "tcpdump");
+        cmd.args(["-i", "eth0", "-U", "-s", "0", "-w"])
+            .arg(&pcap)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        lab.spawn(Node::Provider, cmd).unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    register_phone_and_find_it(&lab, &b, Duration::ZERO);
     let provider_log = b.dir.path().join("provider.log");
     let mut uas = sipp_bg(
         &lab,
@@ -653,6 +671,30 @@ fn call_audio_flows_both_ways_through_the_relay() {
     );
     assert!(prov_ok.is_some_and(|s| s.success()), "provider side failed");
     wait_calls_empty(&sock);
+
+    // Nothing that reached the provider names the voice LAN: not in any IP header, not in
+    // any byte of any packet (SIP, SDP, RTP, RTCP).
+    std::thread::sleep(Duration::from_millis(300));
+    capture.kill();
+    let bytes = std::fs::read(&pcap).unwrap();
+    let text = lab
+        .run_ok(Node::Provider, &["tcpdump", "-nr", pcap.to_str().unwrap()])
+        .unwrap();
+    assert!(
+        text.lines().count() > 100
+            && text.contains("198.51.100.10.5060")
+            && text.contains(".10000:"),
+        "the capture holds the signalling and the audio:\n{text}"
+    );
+    assert!(
+        !text.contains("10.100.0."),
+        "a voice-LAN address in a packet header:\n{text}"
+    );
+    let leak = bytes.windows(9).position(|w| w == b"10.100.0.");
+    assert!(
+        leak.is_none(),
+        "a voice-LAN address in a packet at byte {leak:?} of the capture"
+    );
 }
 
 /// sip.transport: tcp — the box registers over one TCP connection to the provider (phones
@@ -959,4 +1001,35 @@ fn primary_provider_server_killed_phones_move_to_the_fallback_and_back() {
     wait_upstreams(&b, &["active", "standby"]);
     assert_eq!(register(), "198.51.100.10:5060");
     wait_calls_empty(&sock);
+}
+
+/// A call with no audio in either direction is ended by the box after the media timeout: a
+/// BYE with `Reason: ...media timeout` to both sides, the call gone from `voxgate calls` and
+/// its relay ports closed.
+#[test]
+fn silent_call_is_ended_on_both_sides_and_its_ports_freed() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let b = running_box_with(&lab, "media:\n  timeout: 3s\n");
+    let (plog, flog) = call_pair_in(
+        &lab,
+        &b,
+        &["-sf", &scenario("uas_silent.xml")],
+        &["-sf", &scenario("uac_silent.xml"), "-mp", "6000"],
+    );
+    let lan = media_ports(&flog, 6000);
+    let wan = media_ports(&plog, 10000);
+    assert_eq!((lan.len(), wan.len()), (1, 1), "{flog}\n{plog}");
+    let bound = lab.run_ok(Node::Box, &["ss", "-Hlun"]).unwrap();
+    for port in [lan[0], lan[0] + 1, wan[0], wan[0] + 1] {
+        assert!(
+            !bound.contains(&format!(":{port} ")),
+            "relay port {port} still open after the call ended:\n{bound}"
+        );
+    }
+    assert!(
+        b.log().contains("no media in either direction"),
+        "{}",
+        b.log()
+    );
 }
