@@ -527,6 +527,10 @@ pub struct Sip {
     /// SIP messages per second each source on the voice LAN may send (bursts of four times
     /// that); more are dropped and logged. 0 turns the limit off.
     pub rate_limit: u32,
+    /// With `transport: tls`, a PEM file of certificate authorities trusted for the
+    /// provider's certificate besides the system's (e.g. a private CA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<String>,
 }
 
 impl Default for Sip {
@@ -538,6 +542,7 @@ impl Default for Sip {
             keepalive_interval: Duration::secs(20),
             health_interval: Duration::secs(30),
             rate_limit: 100,
+            tls_ca_file: None,
         }
     }
 }

@@ -94,8 +94,11 @@ pub struct ProfileSip {
     /// Registrar/proxy host; sites usually override it with their own domain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
-    /// SIP port at the provider.
+    /// SIP port at the provider (UDP and TCP).
     pub port: Port,
+    /// SIP-over-TLS port at the provider (default 5061).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_port: Option<Port>,
     /// Further registrar/proxy hosts (`host` or `host:port`), tried in this order when the
     /// server stops answering.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -1030,6 +1030,15 @@ fn check_ports(cfg: &Config, out: &mut Vec<Issue>) {
             "30s notices a dead server within about a minute",
         ));
     }
+    if let Some(f) = &cfg.sip.tls_ca_file {
+        if !f.starts_with('/') {
+            out.push(issue(
+                Path::of(&["sip", "tls_ca_file"]),
+                format!("`{f}` is not an absolute path"),
+                "write the full path, e.g. /etc/voxgate/provider-ca.pem",
+            ));
+        }
+    }
     if let Some(list) = &cfg.provider.overrides.sip_fallbacks {
         for (n, h) in list.iter().enumerate() {
             if let Err(e) = check_server(h) {

@@ -621,7 +621,7 @@ fn dhcp_vendor_class_and_reservation_errors() {
 #[test]
 fn bad_fallback_servers_and_health_interval() {
     let t = format!(
-        "{}  overrides:\n    sip_fallbacks: [sip2.example.net, \"192.0.2.20:5080\", \"bad host\", \"x.example:0\"]\nsip:\n  health_interval: 1s\n",
+        "{}  overrides:\n    sip_fallbacks: [sip2.example.net, \"192.0.2.20:5080\", \"bad host\", \"x.example:0\"]\nsip:\n  health_interval: 1s\n  tls_ca_file: ca.pem\n",
         GOOD
     );
     expect(
@@ -641,6 +641,14 @@ fn bad_fallback_servers_and_health_interval() {
         "optionally with :port",
     );
     expect(&t, "sip.health_interval", 12, 20, "outside 2s-300s", "30s");
+    expect(
+        &t,
+        "sip.tls_ca_file",
+        13,
+        16,
+        "not an absolute path",
+        "full path",
+    );
     let good = format!(
         "{}  overrides:\n    sip_fallbacks: [sip2.example.net, \"192.0.2.20:5080\"]\n",
         GOOD

@@ -34,7 +34,7 @@ pub struct Settings {
     /// The provider's SIP domain (host part the box writes where a phone named the box).
     pub domain: String,
     /// Talk to the provider over TCP (one persistent connection) instead of UDP.
-    pub upstream_tcp: bool,
+    pub upstream_transport: Transport,
     /// Phones must send from here.
     pub voice_net: IpNet,
     /// The provider must send from here.
@@ -43,6 +43,33 @@ pub struct Settings {
     pub keepalive: Duration,
     /// Messages per second each LAN source may send (bursts of 4×); 0: unlimited.
     pub lan_rate_limit: u32,
+}
+
+/// How the box talks to the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Datagrams, one keepalive stream of CRLFs.
+    Udp,
+    /// One persistent connection per server.
+    Tcp,
+    /// TCP with TLS (the provider's certificate verified).
+    Tls,
+}
+
+impl Transport {
+    /// Lower-case name as Via (upper-cased) and `transport=` write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    /// Whether messages travel over a connection (no retransmissions, framing by length).
+    pub fn reliable(self) -> bool {
+        self != Transport::Udp
+    }
 }
 
 /// A phone's registration as relayed upstream.
@@ -302,17 +329,13 @@ impl B2bua {
         Peer {
             side: Side::Wan,
             addr: self.upstream.active(),
-            reliable: self.settings.upstream_tcp,
+            reliable: self.settings.upstream_transport.reliable(),
         }
     }
 
-    /// `tcp` or `udp`: the transport towards the provider, as Via and Contact name it.
+    /// `udp`, `tcp` or `tls`: the transport towards the provider, as Via and Contact name it.
     pub(crate) fn wan_transport(&self) -> &'static str {
-        if self.settings.upstream_tcp {
-            "tcp"
-        } else {
-            "udp"
-        }
+        self.settings.upstream_transport.name()
     }
 
     /// Runs timers due at `now`.
@@ -473,9 +496,9 @@ impl B2bua {
             reg.phone_contact = c.uri.clone();
         }
         reg.cseq += 1;
-        let upstream_contact = match self.settings.upstream_tcp {
-            true => format!("sip:{}@{};transport=tcp", reg.token, wan),
-            false => format!("sip:{}@{}", reg.token, wan),
+        let upstream_contact = match self.settings.upstream_transport {
+            Transport::Udp => format!("sip:{}@{}", reg.token, wan),
+            t => format!("sip:{}@{};transport={}", reg.token, wan, t.name()),
         };
 
         let mut h = Headers::new();
@@ -640,11 +663,7 @@ impl B2bua {
 
     /// An OPTIONS health check to `server`.
     fn probe(&mut self, now: Instant, server: SocketAddr) {
-        let transport = if self.settings.upstream_tcp {
-            "TCP"
-        } else {
-            "UDP"
-        };
+        let transport = self.settings.upstream_transport.name().to_ascii_uppercase();
         let text = format!(
             "OPTIONS sip:{server} SIP/2.0\r\nVia: SIP/2.0/{transport} {};branch=z9hG4bK{};rport\r\nMax-Forwards: 70\r\nFrom: <sip:voxgate@{}>;tag={}\r\nTo: <sip:{server}>\r\nCall-ID: {}@voxgate\r\nCSeq: 1 OPTIONS\r\nAccept: application/sdp\r\nContent-Length: 0\r\n\r\n",
             self.wan_advertised(),
@@ -660,7 +679,7 @@ impl B2bua {
         let peer = Peer {
             side: Side::Wan,
             addr: server,
-            reliable: self.settings.upstream_tcp,
+            reliable: self.settings.upstream_transport.reliable(),
         };
         let tx = self.tx.request(now, msg, peer);
         self.probes.insert(tx, server);

@@ -362,7 +362,7 @@ pub(crate) fn copied(msg: &Message, names: &[&str]) -> Vec<(String, String)> {
 pub(crate) struct Addrs {
     lan: SocketAddr,
     wan: SocketAddr,
-    wan_tcp: bool,
+    wan_transport: crate::b2bua::Transport,
 }
 
 impl Addrs {
@@ -370,7 +370,11 @@ impl Addrs {
     pub(crate) fn via(self, side: Side) -> String {
         match side {
             Side::Lan => format!("UDP {}", self.lan),
-            Side::Wan if self.wan_tcp => format!("TCP {}", self.wan),
+            Side::Wan if self.wan_transport.reliable() => format!(
+                "{} {}",
+                self.wan_transport.name().to_ascii_uppercase(),
+                self.wan
+            ),
             Side::Wan => format!("UDP {}", self.wan),
         }
     }
@@ -378,7 +382,11 @@ impl Addrs {
     pub(crate) fn contact(self, side: Side) -> String {
         match side {
             Side::Lan => format!("sip:voxgate@{}", self.lan),
-            Side::Wan if self.wan_tcp => format!("sip:voxgate@{};transport=tcp", self.wan),
+            Side::Wan if self.wan_transport.reliable() => format!(
+                "sip:voxgate@{};transport={}",
+                self.wan,
+                self.wan_transport.name()
+            ),
             Side::Wan => format!("sip:voxgate@{}", self.wan),
         }
     }
@@ -389,7 +397,7 @@ impl B2bua {
         Addrs {
             lan: self.settings.lan,
             wan: self.wan_advertised(),
-            wan_tcp: self.settings.upstream_tcp,
+            wan_transport: self.settings.upstream_transport,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod message;
 pub mod name_addr;
 mod requests;
 mod service;
+mod stream;
 pub mod transaction;
 pub mod upstream;
 pub use service::{SipHandle, SipService, SipState, Traced};

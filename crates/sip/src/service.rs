@@ -11,11 +11,11 @@ use config::Loaded;
 use ipnet::IpNet;
 use supervisor::{Context, Service, ServiceFuture};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::b2bua::{B2bua, MediaProvider, Registration, Settings};
+use crate::b2bua::{B2bua, MediaProvider, Registration, Settings, Transport};
 use crate::call::CallInfo;
+use crate::stream::Upstream;
 use crate::transaction::{Peer, Side};
 
 /// One SIP message seen by the shell, for `voxgate sip trace`.
@@ -162,7 +162,15 @@ async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow!("the SIP server {name} has no IPv4 address"))
 }
 
-async fn settings(l: &Loaded) -> anyhow::Result<(Settings, Option<String>)> {
+/// What the shell needs besides the core's settings.
+struct Shell {
+    /// The WAN device to bind to when the WAN address comes from DHCP.
+    wan_device: Option<String>,
+    /// The name each provider server's TLS certificate must carry (the configured host).
+    tls_names: HashMap<SocketAddr, String>,
+}
+
+async fn settings(l: &Loaded) -> anyhow::Result<(Settings, Shell)> {
     let c = &l.config;
     let port = c.sip.lan_port.0;
     let lan = SocketAddr::new(IpAddr::V4(c.interfaces.lan.address.addr()), port);
@@ -173,12 +181,16 @@ async fn settings(l: &Loaded) -> anyhow::Result<(Settings, Option<String>)> {
         .clone()
         .or_else(|| l.profile.sip.server.clone())
         .ok_or_else(|| anyhow!("no SIP server: set provider.overrides.sip_server"))?;
-    let sport = c
-        .provider
-        .overrides
-        .sip_port
-        .unwrap_or(l.profile.sip.port)
-        .0;
+    let transport = match c.sip.transport {
+        config::model::SipTransport::Udp => Transport::Udp,
+        config::model::SipTransport::Tcp => Transport::Tcp,
+        config::model::SipTransport::Tls => Transport::Tls,
+    };
+    let default_port = match transport {
+        Transport::Tls => l.profile.sip.tls_port.map_or(5061, |p| p.0),
+        _ => l.profile.sip.port.0,
+    };
+    let sport = c.provider.overrides.sip_port.map_or(default_port, |p| p.0);
     let fallbacks = c
         .provider
         .overrides
@@ -189,11 +201,14 @@ async fn settings(l: &Loaded) -> anyhow::Result<(Settings, Option<String>)> {
     // logged and left out until the next reload or restart.
     let mut upstreams = Vec::new();
     let mut unresolved = Vec::new();
+    let mut tls_names = HashMap::new();
     for (n, host) in std::iter::once(&server).chain(&fallbacks).enumerate() {
         match resolve(host, sport).await {
             Ok(a) => {
                 if !upstreams.contains(&a) {
-                    upstreams.push(a)
+                    upstreams.push(a);
+                    let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+                    tls_names.insert(a, name.to_string());
                 }
             }
             Err(e) if n == 0 && fallbacks.is_empty() => return Err(e),
@@ -234,13 +249,16 @@ async fn settings(l: &Loaded) -> anyhow::Result<(Settings, Option<String>)> {
             upstreams,
             health_interval: c.sip.health_interval.0,
             domain: server.clone(),
-            upstream_tcp: c.sip.transport == config::model::SipTransport::Tcp,
+            upstream_transport: transport,
             voice_net: c.interfaces.lan.address.network().into(),
             provider_nets,
             keepalive: c.sip.keepalive_interval.0,
             lan_rate_limit: c.sip.rate_limit,
         },
-        device,
+        Shell {
+            wan_device: device,
+            tls_names,
+        },
     ))
 }
 
@@ -258,10 +276,15 @@ impl Service<Loaded> for SipService {
         let media = self.media.clone();
         Box::pin(async move {
             let loaded = ctx.config.borrow_and_update().clone();
-            if loaded.config.sip.transport == config::model::SipTransport::Tls {
-                anyhow::bail!("sip.transport tls is not implemented yet: use udp or tcp");
-            }
-            let (s, wan_device) = settings(&loaded).await?;
+            let (s, shell) = settings(&loaded).await?;
+            let wan_device = shell.wan_device;
+            let tls = match s.upstream_transport {
+                Transport::Tls => Some(
+                    crate::stream::tls_config(loaded.config.sip.tls_ca_file.as_deref())
+                        .context("setting up TLS towards the provider")?,
+                ),
+                _ => None,
+            };
             let lan_sock = udp_socket(s.lan, Some(&loaded.config.interfaces.lan.voice_device()))?;
             let wan_bind = match wan_device {
                 Some(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), s.wan.port()),
@@ -276,7 +299,7 @@ impl Service<Loaded> for SipService {
             let mut timeouts = media.timeouts();
             let mut lan_buf = vec![0u8; 65536];
             let mut wan_buf = vec![0u8; 65536];
-            let mut tcp = Upstream::default();
+            let mut tcp = Upstream::new(tls, shell.tls_names);
             loop {
                 // Send what the core produced, then wait for a datagram, a timer or a stop.
                 let (outgoing, wake) = {
@@ -333,7 +356,8 @@ impl Service<Loaded> for SipService {
                         if changed.is_ok() {
                             let l = ctx.config.borrow_and_update().clone();
                             match settings(&l).await {
-                                Ok((new, _)) => {
+                                Ok((new, shell)) => {
+                                    tcp.set_names(shell.tls_names);
                                     if let Some(b) = handle.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
                                         b.set_settings(new);
                                     }
@@ -374,137 +398,4 @@ impl Service<Loaded> for SipService {
             }
         })
     }
-}
-
-/// TCP connections to the provider's servers (sip.transport: tcp), one per server: opened
-/// when there is something to send, re-opened after a failure. Requests from the provider
-/// (inbound calls) arrive on them too, because the registration was made over them. Each
-/// connection's reader is a task that frames messages by Content-Length and hands them to the
-/// service loop; the tasks end with the connection or when this is dropped.
-struct Upstream {
-    conns: HashMap<SocketAddr, Conn>,
-    next_id: u64,
-    frames_tx: mpsc::UnboundedSender<(SocketAddr, u64, Option<Vec<u8>>)>,
-    frames_rx: mpsc::UnboundedReceiver<(SocketAddr, u64, Option<Vec<u8>>)>,
-}
-
-struct Conn {
-    id: u64,
-    writer: tokio::net::tcp::OwnedWriteHalf,
-    reader: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
-impl Default for Upstream {
-    fn default() -> Self {
-        let (frames_tx, frames_rx) = mpsc::unbounded_channel();
-        Upstream {
-            conns: HashMap::new(),
-            next_id: 0,
-            frames_tx,
-            frames_rx,
-        }
-    }
-}
-
-impl Upstream {
-    async fn send(&mut self, to: SocketAddr, bytes: &[u8]) {
-        use tokio::io::AsyncWriteExt;
-        if !self.conns.contains_key(&to) {
-            match tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                tokio::net::TcpStream::connect(to),
-            )
-            .await
-            {
-                Ok(Ok(stream)) => {
-                    let _ = stream.set_nodelay(true);
-                    let (r, writer) = stream.into_split();
-                    tracing::info!(upstream = %to, "SIP TCP connection to the provider open");
-                    self.next_id += 1;
-                    let id = self.next_id;
-                    let reader = tokio::spawn(read_frames(to, id, r, self.frames_tx.clone()));
-                    self.conns.insert(to, Conn { id, writer, reader });
-                }
-                Ok(Err(e)) => {
-                    return tracing::warn!(upstream = %to, error = %e, "SIP TCP connect failed")
-                }
-                Err(_) => return tracing::warn!(upstream = %to, "SIP TCP connect timed out"),
-            }
-        }
-        if let Some(c) = self.conns.get_mut(&to) {
-            if let Err(e) = c.writer.write_all(bytes).await {
-                tracing::warn!(upstream = %to, error = %e, "SIP TCP send failed; reconnecting next time");
-                self.conns.remove(&to);
-            }
-        }
-    }
-
-    /// The next complete message from any connection (empty when a connection closed).
-    async fn receive(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
-        match self.frames_rx.recv().await {
-            Some((from, _, Some(frame))) => vec![(from, frame)],
-            Some((from, id, None)) => {
-                if self.conns.get(&from).is_some_and(|c| c.id == id) {
-                    self.conns.remove(&from);
-                }
-                Vec::new()
-            }
-            None => std::future::pending().await,
-        }
-    }
-}
-
-/// Reads one connection, handing each complete message (CRLF keepalives dropped) to `out`,
-/// then `None` when the connection ends.
-async fn read_frames(
-    from: SocketAddr,
-    id: u64,
-    mut r: tokio::net::tcp::OwnedReadHalf,
-    out: mpsc::UnboundedSender<(SocketAddr, u64, Option<Vec<u8>>)>,
-) {
-    use tokio::io::AsyncReadExt;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16384];
-    loop {
-        match r.read(&mut chunk).await {
-            Ok(0) | Err(_) => {
-                tracing::warn!(upstream = %from, "SIP TCP connection closed by the provider");
-                break;
-            }
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        loop {
-            let skip = buf
-                .iter()
-                .take_while(|b| **b == b'\r' || **b == b'\n')
-                .count();
-            buf.drain(..skip);
-            if buf.is_empty() {
-                break;
-            }
-            match crate::message::parse(&buf, true) {
-                Ok((_, used)) => {
-                    let _ = out.send((from, id, Some(buf.drain(..used).collect())));
-                }
-                Err(crate::message::ParseError::Incomplete)
-                    if buf.len() < crate::message::MAX_MESSAGE =>
-                {
-                    break
-                }
-                Err(e) => {
-                    // A stream that lost its framing cannot be resynchronised: start afresh.
-                    tracing::warn!(upstream = %from, error = %e, "bad SIP on the TCP connection; closing it");
-                    let _ = out.send((from, id, None));
-                    return;
-                }
-            }
-        }
-    }
-    let _ = out.send((from, id, None));
 }

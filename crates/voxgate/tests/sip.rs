@@ -701,9 +701,65 @@ fn call_audio_flows_both_ways_through_the_relay() {
 /// stay on UDP), keeps it alive, and the provider's answers come back on it.
 #[test]
 fn registration_over_tcp_to_the_provider() {
+    registration_over_a_connection("tcp");
+}
+
+/// TLS towards the provider: the box verifies the provider's certificate (issued by a CA the
+/// configuration adds) and registers over it; the provider's TLS is OpenSSL (socat), with the
+/// sipp registrar behind it. A certificate from an unknown CA is refused.
+#[test]
+fn registration_over_tls_to_the_provider() {
+    registration_over_a_connection("tls");
+}
+
+/// A CA and a certificate for the provider's address, as PEM files in `dir`: (ca, cert, key).
+fn provider_certificate(dir: &std::path::Path, ip: &str) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "voxgate lab provider CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec![ip.to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let write = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    (
+        write("ca.pem", ca.pem()),
+        write("provider.pem", leaf.pem()),
+        write("provider.key", key.serialize_pem()),
+    )
+}
+
+fn registration_over_a_connection(transport: &str) {
     lab::require_root().unwrap();
     let lab = Lab::new().unwrap();
-    let b = running_box_with(&lab, "sip:\n  transport: tcp\n");
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = provider_certificate(certs.path(), "198.51.100.10");
+    let b = match transport {
+        "tls" => running_box_with(
+            &lab,
+            &format!("sip:\n  transport: tls\n  tls_ca_file: {ca}\n"),
+        ),
+        _ => running_box_with(&lab, &format!("sip:\n  transport: {transport}\n")),
+    };
+    let _tls = (transport == "tls").then(|| {
+        let mut cmd = lab.command(Node::Provider, "socat");
+        cmd.arg(format!(
+            "OPENSSL-LISTEN:5061,bind=198.51.100.10,reuseaddr,fork,cert={cert},key={key},verify=0"
+        ))
+        .arg("TCP:198.51.100.10:5060")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        lab.spawn(Node::Provider, cmd).unwrap()
+    });
     let log = b.dir.path().join("provider-messages.log");
     let mut cmd = lab.command(Node::Provider, "sipp");
     cmd.args([
@@ -736,20 +792,70 @@ fn registration_over_tcp_to_the_provider() {
     let plog = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         ok,
-        "registration over TCP failed:\n{out}\nprovider:\n{plog}\ndaemon:\n{}",
+        "registration over {transport} failed:\n{out}\nprovider:\n{plog}\ndaemon:\n{}",
         b.log()
     );
     let st = registrar.wait_timeout(Duration::from_secs(5)).unwrap();
     assert!(st.is_some_and(|s| s.success()), "registrar failed:\n{plog}");
+    let upper = transport.to_ascii_uppercase();
     assert!(plog.contains("TCP message received"), "{plog}");
-    assert!(plog.contains("Via: SIP/2.0/TCP 10.200.0.2:5060"), "{plog}");
     assert!(
-        plog.contains(";transport=tcp>"),
-        "the contact names TCP:\n{plog}"
+        plog.contains(&format!("Via: SIP/2.0/{upper} 10.200.0.2:5060")),
+        "{plog}"
+    );
+    assert!(
+        plog.contains(&format!(";transport={transport}>")),
+        "the contact names {transport}:\n{plog}"
     );
     let regs: Value =
         serde_json::from_slice(&cli(&b.socket(), &["regs", "--json"]).stdout).unwrap();
     assert_eq!(regs[0]["state"], "registered", "{regs:#}");
+    if transport == "tls" {
+        assert!(
+            b.log().contains("SIP TLS connection to the provider open"),
+            "{}",
+            b.log()
+        );
+    }
+}
+
+/// A provider certificate from a CA the box does not trust: no connection, the phone's
+/// registration times out, and the log says why.
+#[test]
+fn tls_to_a_provider_with_an_untrusted_certificate_is_refused() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let (_, cert, key) = provider_certificate(certs.path(), "198.51.100.10");
+    let other = tempfile::tempdir().unwrap();
+    let (other_ca, _, _) = provider_certificate(other.path(), "198.51.100.10");
+    let b = running_box_with(
+        &lab,
+        &format!("sip:\n  transport: tls\n  tls_ca_file: {other_ca}\n"),
+    );
+    let mut cmd = lab.command(Node::Provider, "socat");
+    cmd.arg(format!(
+        "OPENSSL-LISTEN:5061,bind=198.51.100.10,reuseaddr,fork,cert={cert},key={key},verify=0"
+    ))
+    .arg("TCP:198.51.100.10:5060")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let _tls = lab.spawn(Node::Provider, cmd).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // One REGISTER attempt: the box cannot reach the provider.
+    let _ = sipp(&lab, Node::Phone, &REGISTER_PHONE, Duration::from_secs(3));
+    let t0 = std::time::Instant::now();
+    while !b.log().contains("TLS handshake with 198.51.100.10") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no TLS failure logged:\n{}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(b.log().contains("invalid peer certificate"), "{}", b.log());
+    assert!(!b.log().contains("SIP TLS connection to the provider open"));
 }
 
 /// Busy-lamp field: the phone subscribes to 1002's dialog state through the box, gets the
