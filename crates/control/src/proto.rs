@@ -150,6 +150,9 @@ pub struct RegistrationInfo {
     pub phone_contact: String,
     /// The phone's transport address (where its requests come from).
     pub phone_addr: String,
+    /// `udp` or `tcp` (requests to the phone use its connection).
+    #[serde(default)]
+    pub phone_transport: String,
     /// The Contact the box registered upstream.
     pub upstream_contact: String,
     /// The provider server the registration was last sent to.

@@ -81,6 +81,9 @@ pub struct Registration {
     pub phone_contact: String,
     /// Where the phone's requests came from (its real transport address).
     pub phone_addr: SocketAddr,
+    /// `udp`, or `tcp` when the phone registered over a connection (requests to it use
+    /// that connection).
+    pub phone_transport: String,
     /// The Contact the box registered upstream in its place.
     pub upstream_contact: String,
     /// The provider server the registration was last sent to.
@@ -271,6 +274,18 @@ impl B2bua {
     /// The provider's servers and their health, in order of preference.
     pub fn upstreams(&self, now: Instant) -> Vec<ServerState> {
         self.upstream.states(now)
+    }
+
+    /// A phone's TCP connection closed: the phones registered over it cannot be reached until
+    /// they register again (a new connection).
+    pub fn lan_connection_closed(&mut self, addr: SocketAddr) {
+        for r in self.regs.values_mut() {
+            if r.phone_addr == addr && r.phone_transport == "tcp" && r.state == "registered" {
+                r.state = "disconnected".into();
+                r.last_error = Some("the phone's TCP connection closed".into());
+                tracing::info!(aor = %r.aor, phone = %addr, "phone's connection closed; unreachable until it registers again");
+            }
+        }
     }
 
     /// The box's public SIP address as the provider reported it, if it did.
@@ -478,6 +493,7 @@ impl B2bua {
                 aor: aor.clone(),
                 phone_contact: String::new(),
                 phone_addr: from.addr,
+                phone_transport: String::new(),
                 upstream_contact: String::new(),
                 upstream: String::new(),
                 state: "pending".into(),
@@ -492,6 +508,7 @@ impl B2bua {
         });
         self.by_token.insert(reg.token.clone(), aor.clone());
         reg.phone_addr = from.addr;
+        reg.phone_transport = if from.reliable { "tcp" } else { "udp" }.into();
         if let Some(c) = &phone_contact {
             reg.phone_contact = c.uri.clone();
         }

@@ -337,7 +337,7 @@ fn in_dialog(
         &leg.remote_target,
         leg,
         cseq,
-        addrs.via(leg.side),
+        addrs.via(leg.peer),
         None,
         extra,
         &[],
@@ -366,9 +366,10 @@ pub(crate) struct Addrs {
 }
 
 impl Addrs {
-    /// The sent-by part of our Via on `side`: transport and address.
-    pub(crate) fn via(self, side: Side) -> String {
-        match side {
+    /// The sent-by part of our Via towards `peer`: transport and address.
+    pub(crate) fn via(self, peer: Peer) -> String {
+        match peer.side {
+            Side::Lan if peer.reliable => format!("TCP {}", self.lan),
             Side::Lan => format!("UDP {}", self.lan),
             Side::Wan if self.wan_transport.reliable() => format!(
                 "{} {}",
@@ -379,8 +380,10 @@ impl Addrs {
         }
     }
 
-    pub(crate) fn contact(self, side: Side) -> String {
-        match side {
+    /// Our Contact URI towards `peer`.
+    pub(crate) fn contact(self, peer: Peer) -> String {
+        match peer.side {
+            Side::Lan if peer.reliable => format!("sip:voxgate@{};transport=tcp", self.lan),
             Side::Lan => format!("sip:voxgate@{}", self.lan),
             Side::Wan if self.wan_transport.reliable() => format!(
                 "sip:voxgate@{};transport={}",
@@ -522,8 +525,8 @@ impl B2bua {
             &callee_ruri,
             &callee,
             1,
-            addrs.via(callee_side),
-            Some(&addrs.contact(callee_side)),
+            addrs.via(callee_peer),
+            Some(&addrs.contact(callee_peer)),
             &self.hider().carried(msg, REQUEST_COPY, callee_side),
             &body,
         ) else {
@@ -632,13 +635,13 @@ impl B2bua {
                 else {
                     return Err((404, "Not Found"));
                 };
-                if reg.expires_at.is_none_or(|t| t <= now) {
+                if reg.expires_at.is_none_or(|t| t <= now) || reg.state == "disconnected" {
                     return Err((480, "Temporarily Unavailable"));
                 }
                 let peer = Peer {
                     side: Side::Lan,
                     addr: reg.phone_addr,
-                    reliable: false,
+                    reliable: reg.phone_transport == "tcp",
                 };
                 (
                     peer,
@@ -676,8 +679,8 @@ impl B2bua {
             &c.callee.remote_target.clone(),
             &c.callee,
             c.callee.cseq,
-            addrs.via(c.callee.side),
-            Some(&addrs.contact(c.callee.side)),
+            addrs.via(c.callee.peer),
+            Some(&addrs.contact(c.callee.peer)),
             &hider.carried(msg, REQUEST_COPY, c.callee.side),
             &body,
         ) else {
@@ -756,7 +759,7 @@ impl B2bua {
             &other.remote_target,
             other,
             other.cseq,
-            addrs.via(other.side),
+            addrs.via(other.peer),
             None,
             &hider.carried(msg, &["reason"], other.side),
             &[],
@@ -837,13 +840,13 @@ impl B2bua {
             || method == "SUBSCRIBE"
             || method == "NOTIFY"
             || method == "REFER")
-            .then(|| addrs.contact(other.side));
+            .then(|| addrs.contact(other.peer));
         let Some(req) = build_request(
             &method,
             &other.remote_target,
             other,
             other.cseq,
-            addrs.via(other.side),
+            addrs.via(other.peer),
             contact.as_deref(),
             &hider.carried(msg, REQUEST_COPY, other.side),
             &body,
@@ -899,11 +902,11 @@ impl B2bua {
                     return;
                 };
                 let key = c.key.clone();
-                let (tag, other_side) = match req.headers.get_raw(&Name::CALL_ID).next() {
+                let (tag, other_side, near) = match req.headers.get_raw(&Name::CALL_ID).next() {
                     Some(cid) if cid.as_str() == c.caller.call_id => {
-                        (c.caller.local_tag.clone(), c.callee.side)
+                        (c.caller.local_tag.clone(), c.callee.side, c.caller.peer)
                     }
-                    _ => (c.callee.local_tag.clone(), c.caller.side),
+                    _ => (c.callee.local_tag.clone(), c.caller.side, c.callee.peer),
                 };
                 let mut r = response(&req, code, &reason_of(&msg), Some(&tag));
                 copy_named(&msg.headers, &mut r.headers, RESPONSE_COPY);
@@ -922,26 +925,12 @@ impl B2bua {
                     if let Some(ack) = in_dialog(addrs, "ACK", leg, cseq, &[]) {
                         self.tx.send(&ack, leg.peer);
                     }
-                    r.headers.insert(
-                        Name::CONTACT,
-                        format!(
-                            "<{}>",
-                            addrs.contact(if other_side == Side::Lan {
-                                Side::Wan
-                            } else {
-                                Side::Lan
-                            })
-                        ),
-                    );
+                    r.headers
+                        .insert(Name::CONTACT, format!("<{}>", addrs.contact(near)));
                 }
                 if (200..300).contains(&code) && req.method() == Some(&Method::SUBSCRIBE) {
-                    let side = if other_side == Side::Lan {
-                        Side::Wan
-                    } else {
-                        Side::Lan
-                    };
                     r.headers
-                        .insert(Name::CONTACT, format!("<{}>", addrs.contact(side)));
+                        .insert(Name::CONTACT, format!("<{}>", addrs.contact(near)));
                 }
                 if code >= 200 {
                     self.subscription_progress(now, id, &req, &msg);
@@ -1062,12 +1051,15 @@ impl B2bua {
 
     fn contact_for_caller(&self, id: u64) -> String {
         let addrs = self.addrs();
-        let side = self
-            .calls
-            .calls
-            .get(&id)
-            .map_or(Side::Lan, |c| c.caller.side);
-        addrs.contact(side)
+        let peer = self.calls.calls.get(&id).map_or(
+            Peer {
+                side: Side::Lan,
+                addr: self.settings.lan,
+                reliable: false,
+            },
+            |c| c.caller.peer,
+        );
+        addrs.contact(peer)
     }
 
     pub(crate) fn call_timeout(&mut self, now: Instant, tx: ClientTx) {

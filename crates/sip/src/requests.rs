@@ -96,8 +96,8 @@ impl B2bua {
             &ruri,
             &callee,
             1,
-            addrs.via(peer.side),
-            with_contact.then(|| addrs.contact(peer.side)).as_deref(),
+            addrs.via(peer),
+            with_contact.then(|| addrs.contact(peer)).as_deref(),
             &self.hider().carried(msg, REQUEST_COPY, peer.side),
             &msg.body,
         ) else {
@@ -171,9 +171,9 @@ impl B2bua {
             &c.callee.remote_target.clone(),
             &c.callee,
             c.callee.cseq,
-            addrs.via(c.callee.side),
+            addrs.via(c.callee.peer),
             with_contact
-                .then(|| addrs.contact(c.callee.side))
+                .then(|| addrs.contact(c.callee.peer))
                 .as_deref(),
             &hider.carried(msg, REQUEST_COPY, c.callee.side),
             &msg.body,
@@ -233,7 +233,7 @@ impl B2bua {
                 c.answered = Some(now);
                 c.expires_at = Some(now + Duration::from_secs(secs) + GRACE);
                 r.headers
-                    .insert(Name::CONTACT, format!("<{}>", addrs.contact(c.caller.side)));
+                    .insert(Name::CONTACT, format!("<{}>", addrs.contact(c.caller.peer)));
                 tracing::info!(%key, expires = secs, "subscription accepted");
                 self.tx.respond(now, server, r);
             }

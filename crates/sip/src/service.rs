@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::b2bua::{B2bua, MediaProvider, Registration, Settings, Transport};
 use crate::call::CallInfo;
-use crate::stream::Upstream;
+use crate::stream::{Accepted, LanEvent, Upstream};
 use crate::transaction::{Peer, Side};
 
 /// One SIP message seen by the shell, for `voxgate sip trace`.
@@ -147,6 +147,20 @@ fn udp_socket(addr: SocketAddr, device: Option<&str>) -> anyhow::Result<UdpSocke
     // DSCP CS3 on signalling (the firewall marks it too; this covers a box without it).
     let _ = s.set_tos_v4(0x60);
     Ok(UdpSocket::from_std(s.into())?)
+}
+
+/// The phones' SIP-over-TCP listener on the voice address, bound to the voice interface.
+fn tcp_listener(addr: SocketAddr, device: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.bind_device(Some(device.as_bytes()))
+        .with_context(|| format!("binding to interface {device}"))?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())
+        .with_context(|| format!("binding SIP over TCP to {addr}"))?;
+    s.listen(128)?;
+    let _ = s.set_tos_v4(0x60);
+    Ok(tokio::net::TcpListener::from_std(s.into())?)
 }
 
 /// `host` or `host:port` (default port `port`) to its first IPv4 address.
@@ -285,7 +299,10 @@ impl Service<Loaded> for SipService {
                 ),
                 _ => None,
             };
-            let lan_sock = udp_socket(s.lan, Some(&loaded.config.interfaces.lan.voice_device()))?;
+            let voice_device = loaded.config.interfaces.lan.voice_device();
+            let lan_sock = udp_socket(s.lan, Some(&voice_device))?;
+            let lan_listener = tcp_listener(s.lan, &voice_device)?;
+            let mut phones = Accepted::default();
             let wan_bind = match wan_device {
                 Some(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), s.wan.port()),
                 None => s.wan,
@@ -311,6 +328,12 @@ impl Service<Loaded> for SipService {
                 };
                 for (peer, bytes) in outgoing {
                     handle.publish(false, peer.side, peer.addr, &bytes);
+                    if peer.reliable && peer.side == Side::Lan {
+                        if !phones.send(peer.addr, &bytes).await {
+                            tracing::warn!(phone = %peer.addr, "no TCP connection to the phone any more; message dropped");
+                        }
+                        continue;
+                    }
                     if peer.reliable {
                         tcp.send(peer.addr, &bytes).await;
                         continue;
@@ -334,6 +357,26 @@ impl Service<Loaded> for SipService {
                     _ = ctx.stop.cancelled() => return Ok(()),
                     r = lan_sock.recv_from(&mut lan_buf) => Some((Side::Lan, r)),
                     r = wan_sock.recv_from(&mut wan_buf) => Some((Side::Wan, r)),
+                    accepted = lan_listener.accept() => {
+                        match accepted {
+                            Ok((stream, from)) => phones.add(from, stream),
+                            Err(e) => tracing::warn!(error = %e, "accepting a SIP TCP connection failed"),
+                        }
+                        continue;
+                    }
+                    event = phones.receive() => {
+                        let now = Instant::now().into_std();
+                        if let Some(b) = handle.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                            match event {
+                                LanEvent::Frame(from, frame) => {
+                                    handle.publish(true, Side::Lan, from, &frame);
+                                    b.receive(now, &frame, Peer { side: Side::Lan, addr: from, reliable: true });
+                                }
+                                LanEvent::Closed(from) => b.lan_connection_closed(from),
+                            }
+                        }
+                        continue;
+                    }
                     frames = tcp.receive() => {
                         let now = Instant::now().into_std();
                         if let Some(b) = handle.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {

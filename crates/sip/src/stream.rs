@@ -176,6 +176,91 @@ impl Upstream {
     }
 }
 
+/// Connections phones opened to the box (SIP over TCP on the voice LAN), by the phone's
+/// address: requests to a phone go over the connection it registered on.
+pub struct Accepted {
+    conns: HashMap<SocketAddr, Conn>,
+    next_id: u64,
+    frames_tx: mpsc::UnboundedSender<Frame>,
+    frames_rx: mpsc::UnboundedReceiver<Frame>,
+}
+
+/// What happened on the phones' connections.
+pub enum LanEvent {
+    /// A complete message (or a keepalive ping) from the phone at the address.
+    Frame(SocketAddr, Vec<u8>),
+    /// The phone's connection closed.
+    Closed(SocketAddr),
+}
+
+/// Connections from phones at most; more are refused.
+pub const MAX_LAN_CONNECTIONS: usize = 1024;
+
+impl Default for Accepted {
+    fn default() -> Self {
+        let (frames_tx, frames_rx) = mpsc::unbounded_channel();
+        Accepted {
+            conns: HashMap::new(),
+            next_id: 0,
+            frames_tx,
+            frames_rx,
+        }
+    }
+}
+
+impl Accepted {
+    /// Takes a connection the listener accepted.
+    pub fn add(&mut self, from: SocketAddr, stream: tokio::net::TcpStream) {
+        if self.conns.len() >= MAX_LAN_CONNECTIONS {
+            tracing::warn!(phone = %from, "too many SIP connections from the voice LAN; refused");
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        self.next_id += 1;
+        let id = self.next_id;
+        let reader = tokio::spawn(read_frames(from, id, Box::new(r), self.frames_tx.clone()));
+        tracing::debug!(phone = %from, "SIP TCP connection from a phone");
+        self.conns.insert(
+            from,
+            Conn {
+                id,
+                writer: Box::new(w),
+                reader,
+            },
+        );
+    }
+
+    /// Sends `bytes` over the phone's connection; false when it has none.
+    pub async fn send(&mut self, to: SocketAddr, bytes: &[u8]) -> bool {
+        let Some(c) = self.conns.get_mut(&to) else {
+            return false;
+        };
+        if let Err(e) = c.writer.write_all(bytes).await {
+            tracing::warn!(phone = %to, error = %e, "SIP send to the phone's connection failed");
+            self.conns.remove(&to);
+            return false;
+        }
+        true
+    }
+
+    /// The next message or closed connection.
+    pub async fn receive(&mut self) -> LanEvent {
+        loop {
+            match self.frames_rx.recv().await {
+                Some((from, _, Some(frame))) => return LanEvent::Frame(from, frame),
+                Some((from, id, None)) => {
+                    if self.conns.get(&from).is_some_and(|c| c.id == id) {
+                        self.conns.remove(&from);
+                        return LanEvent::Closed(from);
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+}
+
 /// Reads one connection, handing each complete message (CRLF keepalives dropped) to `out`,
 /// then `None` when the connection ends.
 async fn read_frames(
@@ -189,16 +274,30 @@ async fn read_frames(
     loop {
         match r.read(&mut chunk).await {
             Ok(0) | Err(_) => {
-                tracing::warn!(upstream = %from, "SIP connection closed by the provider");
+                tracing::info!(peer = %from, "SIP connection closed");
                 break;
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
         loop {
+            // A double CRLF is a keepalive ping (RFC 5626 4.4.1): handed on, so that the core
+            // answers it; lone CRLFs are skipped.
+            if buf.starts_with(b"\r\n\r\n") {
+                let _ = out.send((from, id, Some(b"\r\n\r\n".to_vec())));
+                buf.drain(..4);
+                continue;
+            }
             let skip = buf
                 .iter()
                 .take_while(|b| **b == b'\r' || **b == b'\n')
                 .count();
+            if skip == buf.len() {
+                // Maybe the first half of a ping: wait for more.
+                if skip >= 4 {
+                    buf.clear();
+                }
+                break;
+            }
             buf.drain(..skip);
             if buf.is_empty() {
                 break;
@@ -214,7 +313,7 @@ async fn read_frames(
                 }
                 Err(e) => {
                     // A stream that lost its framing cannot be resynchronised: start afresh.
-                    tracing::warn!(upstream = %from, error = %e, "bad SIP on the connection; closing it");
+                    tracing::warn!(peer = %from, error = %e, "bad SIP on the connection; closing it");
                     let _ = out.send((from, id, None));
                     return;
                 }

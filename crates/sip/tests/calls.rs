@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use sip::transaction::Peer;
 
 #[test]
 fn outbound_call_answered_and_hung_up_by_the_phone() {
@@ -412,4 +413,71 @@ fn responses_to_the_provider_hide_lan_addresses() {
     assert!(busy.starts_with("SIP/2.0 486"), "{busy}");
     assert_eq!(header(&busy, "Warning"), "399 198.51.100.10 \"DND on\"");
     assert!(!busy.contains("10.100.0."), "{busy}");
+}
+
+/// A phone registered over TCP is called over its connection: the INVITE goes to the same
+/// transport address, marked reliable, with a TCP Via and a `transport=tcp` Contact; once the
+/// connection is gone, calls for it are answered 480.
+#[test]
+fn a_phone_on_tcp_is_called_over_its_connection_and_unreachable_when_it_closes() {
+    let t0 = Instant::now();
+    let (mut b, _) = b2bua();
+    let tcp_phone = Peer {
+        reliable: true,
+        ..phone()
+    };
+    let reg = "REGISTER sip:198.51.100.10 SIP/2.0\r\nVia: SIP/2.0/TCP 10.100.0.50:5070;branch=z9hG4bKt1\r\nFrom: <sip:1001@198.51.100.10>;tag=r1\r\nTo: <sip:1001@198.51.100.10>\r\nCall-ID: reg-tcp\r\nCSeq: 1 REGISTER\r\nContact: <sip:1001@10.100.0.50:5070;transport=tcp>\r\nExpires: 300\r\nContent-Length: 0\r\n\r\n";
+    b.receive(t0, reg.as_bytes(), tcp_phone);
+    let up = to(&sent(&mut b), provider()).remove(0);
+    let contact = header(&up, "Contact").to_string();
+    b.receive(
+        t0,
+        &answer(
+            &up,
+            "200 OK",
+            "rg",
+            &format!("Contact: {contact};expires=300\r\n"),
+            "",
+        ),
+        provider(),
+    );
+    let ok = to(&sent(&mut b), tcp_phone).remove(0);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    assert_eq!(b.registrations(t0)[0].phone_transport, "tcp");
+    let target = contact
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
+    let inv = |cid: &str| {
+        format!("INVITE {target} SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.10:5060;branch=z9hG4bK{cid}\r\nFrom: <sip:01632960999@198.51.100.10>;tag=pf\r\nTo: <sip:1001@198.51.100.10>\r\nCall-ID: {cid}\r\nCSeq: 10 INVITE\r\nContact: <sip:gw@198.51.100.10:5060>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{PSDP}", PSDP.len())
+    };
+    b.receive(t0, inv("tcp-in-1").as_bytes(), provider());
+    let out = sent(&mut b);
+    let down = to(&out, tcp_phone).remove(0);
+    assert!(
+        down.starts_with("INVITE sip:1001@10.100.0.50:5070;transport=tcp SIP/2.0"),
+        "{down}"
+    );
+    assert!(
+        header(&down, "Via").starts_with("SIP/2.0/TCP 10.100.0.1:5060;"),
+        "{down}"
+    );
+    assert_eq!(
+        header(&down, "Contact"),
+        "<sip:voxgate@10.100.0.1:5060;transport=tcp>"
+    );
+    assert!(to(&out, phone()).is_empty(), "nothing over UDP");
+
+    b.lan_connection_closed(tcp_phone.addr);
+    assert_eq!(b.registrations(t0)[0].state, "disconnected");
+    b.receive(t0, inv("tcp-in-2").as_bytes(), provider());
+    let out = sent(&mut b);
+    assert!(
+        to(&out, provider())
+            .iter()
+            .any(|m| m.starts_with("SIP/2.0 480")),
+        "{out:?}"
+    );
 }

@@ -403,6 +403,7 @@ impl control::Handler for Daemon {
                             aor: r.aor,
                             phone_contact: r.phone_contact,
                             phone_addr: r.phone_addr.to_string(),
+                            phone_transport: r.phone_transport,
                             upstream_contact: r.upstream_contact,
                             upstream: r.upstream,
                             state: r.state,

@@ -1139,3 +1139,54 @@ fn silent_call_is_ended_on_both_sides_and_its_ports_freed() {
         b.log()
     );
 }
+
+/// A phone on SIP over TCP calls through the box (the box's LAN side accepts connections and
+/// answers over them); the provider side stays UDP.
+#[test]
+fn outbound_call_from_a_phone_over_tcp() {
+    let (_, flog) = call_pair(&["-sn", "uas"], &["-sn", "uac", "-t", "t1", "-d", "500"]);
+    assert!(flog.contains("TCP message received"), "{flog}");
+    assert!(flog.contains("Via: SIP/2.0/TCP 10.100.0.50"), "{flog}");
+}
+
+/// A phone registers over TCP: the registration is tied to its connection, and when the
+/// phone closes it, the box marks the registration disconnected (calls for it get 480
+/// instead of being sent into the void).
+#[test]
+fn registration_over_tcp_from_the_phone_is_tied_to_its_connection() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let b = running_box(&lab);
+    let mut registrar = start_registrar(&lab, b.dir.path());
+    std::thread::sleep(Duration::from_millis(300));
+    let mut args = REGISTER_PHONE.to_vec();
+    args.extend(["-t", "t1"]);
+    let (ok, log) = sipp(&lab, Node::Phone, &args, Duration::from_secs(15));
+    assert!(
+        ok,
+        "registration over TCP failed:\n{log}\ndaemon:\n{}",
+        b.log()
+    );
+    registrar.wait_timeout(Duration::from_secs(5)).unwrap();
+    let sock = b.socket();
+    let t0 = std::time::Instant::now();
+    loop {
+        let regs: Value = serde_json::from_slice(&cli(&sock, &["regs", "--json"]).stdout).unwrap();
+        assert_eq!(regs[0]["phone_transport"], "tcp", "{regs:#}");
+        if regs[0]["state"] == "disconnected" {
+            assert!(
+                regs[0]["last_error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("connection closed"),
+                "{regs:#}"
+            );
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "sipp has exited, its connection with it: {regs:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
