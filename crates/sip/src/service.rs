@@ -163,19 +163,6 @@ fn tcp_listener(addr: SocketAddr, device: &str) -> anyhow::Result<tokio::net::Tc
     Ok(tokio::net::TcpListener::from_std(s.into())?)
 }
 
-/// `host` or `host:port` (default port `port`) to its first IPv4 address.
-async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
-    let (name, port) = match host.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse().context("bad port")?),
-        None => (host, port),
-    };
-    tokio::net::lookup_host((name, port))
-        .await
-        .with_context(|| format!("resolving the SIP server {name}"))?
-        .find(|a| a.is_ipv4())
-        .ok_or_else(|| anyhow!("the SIP server {name} has no IPv4 address"))
-}
-
 /// What the shell needs besides the core's settings.
 struct Shell {
     /// The WAN device to bind to when the WAN address comes from DHCP.
@@ -211,30 +198,23 @@ async fn settings(l: &Loaded) -> anyhow::Result<(Settings, Shell)> {
         .sip_fallbacks
         .clone()
         .unwrap_or_else(|| l.profile.sip.fallbacks.clone());
-    // The primary must resolve unless a fallback does; a fallback that does not resolve is
-    // logged and left out until the next reload or restart.
-    let mut upstreams = Vec::new();
-    let mut unresolved = Vec::new();
-    let mut tls_names = HashMap::new();
-    for (n, host) in std::iter::once(&server).chain(&fallbacks).enumerate() {
-        match resolve(host, sport).await {
-            Ok(a) => {
-                if !upstreams.contains(&a) {
-                    upstreams.push(a);
-                    let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
-                    tls_names.insert(a, name.to_string());
-                }
-            }
-            Err(e) if n == 0 && fallbacks.is_empty() => return Err(e),
-            Err(e) => {
-                tracing::warn!(server = %host, error = %format!("{e:#}"), "SIP server left out");
-                unresolved.push(host.clone());
-            }
-        }
+    // The primary must be found unless a fallback is; what is not found is logged and left
+    // out until the next reload or restart.
+    let hosts: Vec<String> = std::iter::once(server.clone()).chain(fallbacks).collect();
+    let (located, unresolved) =
+        crate::locate::locate(&c.dns.upstreams, &hosts, sport, transport).await;
+    for e in &unresolved {
+        tracing::warn!(error = %e, "SIP server not found");
     }
+    for l in &located {
+        tracing::info!(server = %l.addr, name = %l.name, how = %l.how, "SIP server");
+    }
+    let upstreams: Vec<SocketAddr> = located.iter().map(|l| l.addr).collect();
+    let tls_names: HashMap<SocketAddr, String> =
+        located.into_iter().map(|l| (l.addr, l.name)).collect();
     let upstream = *upstreams
         .first()
-        .ok_or_else(|| anyhow!("no SIP server resolves: {}", unresolved.join(", ")))?;
+        .ok_or_else(|| anyhow!("no SIP server found: {}", unresolved.join("; ")))?;
     let (wan, device) = match (c.interfaces.wan.mode, c.interfaces.wan.address) {
         (WanMode::Static, Some(a)) => (SocketAddr::new(IpAddr::V4(a.addr()), port), None),
         _ => {

@@ -1038,6 +1038,18 @@ fn wait_upstreams(b: &Box_, want: &[&str]) {
 /// answers again.
 #[test]
 fn primary_provider_server_killed_phones_move_to_the_fallback_and_back() {
+    failover(false);
+}
+
+/// The same with the servers found in DNS (RFC 3263): the site names only the provider's
+/// domain, whose SRV records (served by dnsmasq in the provider's network) list the primary
+/// at priority 10 and the fallback at 20.
+#[test]
+fn provider_servers_from_dns_srv_fail_over_and_back() {
+    failover(true);
+}
+
+fn failover(srv: bool) {
     lab::require_root().unwrap();
     let lab = Lab::new().unwrap();
     lab.run_ok(
@@ -1045,15 +1057,51 @@ fn primary_provider_server_killed_phones_move_to_the_fallback_and_back() {
         &["ip", "addr", "add", "198.51.100.11/24", "dev", "eth0"],
     )
     .unwrap();
+    let overrides = if srv {
+        "    sip_server: voice.lab\n"
+    } else {
+        "    sip_fallbacks: [198.51.100.11]\n"
+    };
     let text = config::LAB_CONFIG.replace(
         "provider:\n  profile: lab\n",
-        "provider:\n  profile: lab\n  overrides:\n    sip_fallbacks: [198.51.100.11]\n",
+        &format!("provider:\n  profile: lab\n  overrides:\n{overrides}"),
     ) + "sip:\n  health_interval: 2s\n";
-    assert!(
-        text.contains("sip_fallbacks"),
-        "the lab config changed shape"
-    );
+    assert!(text.contains(overrides), "the lab config changed shape");
+    let dns_dir = tempfile::tempdir().unwrap();
+    let _dns = srv.then(|| {
+        let mut cmd = lab.command(Node::Provider, "dnsmasq");
+        cmd.args([
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=198.51.100.10",
+            "--user=root",
+            "--srv-host=_sip._udp.voice.lab,sip1.voice.lab,5060,10,10",
+            "--srv-host=_sip._udp.voice.lab,sip2.voice.lab,5060,20,10",
+            "--host-record=sip1.voice.lab,198.51.100.10",
+            "--host-record=sip2.voice.lab,198.51.100.11",
+        ])
+        .arg(format!(
+            "--pid-file={}",
+            dns_dir.path().join("pid").display()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let p = lab.spawn(Node::Provider, cmd).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        p
+    });
     let b = running_box_config(&lab, &text);
+    if srv {
+        assert!(
+            b.log().contains("SRV _sip._udp.voice.lab. priority 10"),
+            "servers from SRV:\n{}",
+            b.log()
+        );
+    }
     let sock = b.socket();
     let mut primary = provider_server(&lab, "198.51.100.10", &b.dir.path().join("primary.log"));
     let _fallback = provider_server(&lab, "198.51.100.11", &b.dir.path().join("fallback.log"));
