@@ -406,6 +406,83 @@ fn rules(msg: &Message) -> Result<(), Bad> {
     Ok(())
 }
 
+/// The answer to a request that [`parse`] refused with [`ParseError::Reject`]: a response
+/// with `code` and `reason` built from the raw bytes, copying the Via, From, To, Call-ID and
+/// CSeq lines as received (RFC 3261 8.2.6.2; compact names and folded lines included), with
+/// `to_tag` added to the To header when it has none. `None` when there is no Via to send it
+/// back on, or the bytes are no request at all. Only the first From, To, Call-ID and CSeq are
+/// copied (RFC 4475 multi01 has two of each).
+pub fn reject_response(
+    bytes: &[u8],
+    code: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+) -> Option<Vec<u8>> {
+    let head_end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(bytes.len());
+    let head = String::from_utf8_lossy(&bytes[..head_end]);
+    let mut lines = head.split("\r\n");
+    let start = lines.next()?;
+    if start.starts_with("SIP/") || !start.contains(" SIP/") {
+        return None;
+    }
+    // Unfold: a line starting with whitespace continues the one before.
+    let mut fields: Vec<String> = Vec::new();
+    for l in lines {
+        match fields.last_mut() {
+            Some(last) if l.starts_with([' ', '\t']) => {
+                last.push_str("\r\n");
+                last.push_str(l);
+            }
+            _ => fields.push(l.to_string()),
+        }
+    }
+    let canonical = |name: &str| -> Option<&'static str> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "via" | "v" => Some("Via"),
+            "from" | "f" => Some("From"),
+            "to" | "t" => Some("To"),
+            "call-id" | "i" => Some("Call-ID"),
+            "cseq" => Some("CSeq"),
+            _ => None,
+        }
+    };
+    let mut copied: Vec<(&'static str, String)> = Vec::new();
+    for f in &fields {
+        let Some((name, value)) = f.split_once(':') else {
+            continue;
+        };
+        let Some(name) = canonical(name) else {
+            continue;
+        };
+        if name != "Via" && copied.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        let mut value = value.trim().to_string();
+        if name == "To" {
+            if let Some(tag) = to_tag {
+                let has_tag = crate::name_addr::parse(&value).is_some_and(|n| n.tag().is_some());
+                if !has_tag {
+                    value = format!("{value};tag={tag}");
+                }
+            }
+        }
+        copied.push((name, value));
+    }
+    if !copied.iter().any(|(n, _)| *n == "Via") {
+        return None;
+    }
+    let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for (name, value) in copied {
+        out += &format!("{name}: {value}\r\n");
+    }
+    out += "Content-Length: 0\r\n\r\n";
+    Some(out.into_bytes())
+}
+
 /// A response to `req` with `code`, copying the headers RFC 3261 8.2.6.2 requires. The To tag
 /// is added when given (a UAS adds one to every non-100 response).
 pub fn response(req: &Message, code: u16, reason: &str, to_tag: Option<&str>) -> Message {

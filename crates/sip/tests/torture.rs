@@ -1664,3 +1664,79 @@ fn mutated_messages_never_panic() {
     }
     b.handle_timeout(now + Duration::from_secs(64));
 }
+
+/// Every request RFC 4475 wants refused has an answer the B2BUA can send back statelessly:
+/// a response with the code, on the request's own Via, that parses as a response.
+#[test]
+fn refused_requests_have_an_answer_to_send() {
+    for (section, name, bytes, expect) in corpus() {
+        let what = format!("{section} {name}");
+        let Expect::Reject(code) = expect else {
+            continue;
+        };
+        let Err(ParseError::Reject { code: c, reason }) = parse(&bytes, false) else {
+            panic!("{what}: not refused");
+        };
+        assert_eq!(c, code, "{what}");
+        let answer = sip::message::reject_response(&bytes, c, &reason, Some("vg1"))
+            .unwrap_or_else(|| panic!("{what}: no answer"));
+        let text = String::from_utf8(answer.clone()).unwrap();
+        assert!(
+            text.starts_with(&format!("SIP/2.0 {code} ")),
+            "{what}: {text}"
+        );
+        // The Vias go back as received (the answer must reach the sender even when the
+        // request's own header values are the malformed ones), and the To gets a tag.
+        for via in String::from_utf8_lossy(&bytes)
+            .split("\r\n")
+            .filter(|l| l.starts_with("Via"))
+        {
+            let value = via.split_once(':').unwrap().1.trim();
+            assert!(
+                text.contains(&format!("\r\nVia: {value}\r\n")),
+                "{what}: {text}"
+            );
+        }
+        if name != "insuf" {
+            assert!(text.contains(";tag="), "{what}: {text}");
+            assert_eq!(text.matches("\r\nCall-ID: ").count(), 1, "{what}: {text}");
+        }
+        assert!(
+            text.ends_with("\r\nContent-Length: 0\r\n\r\n"),
+            "{what}: {text}"
+        );
+    }
+    // multi01: one From, one To, one Call-ID and one CSeq in the answer.
+    let answer =
+        sip::message::reject_response(&message("multi01"), 400, "Multiple To Values", Some("x"))
+            .unwrap();
+    let text = String::from_utf8(answer).unwrap();
+    assert_eq!(text.matches("\r\nTo: ").count(), 1, "{text}");
+    assert!(
+        text.contains("\r\nCall-ID: multi01.98asdh@192.0.2.1\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("\r\nCSeq: 5 INVITE\r\n"), "{text}");
+    // wsinv-style folding and compact names are copied whole; an existing To tag is kept.
+    let answer = sip::message::reject_response(&message("wsinv"), 400, "x", Some("new")).unwrap();
+    let text = String::from_utf8(answer).unwrap();
+    assert!(
+        text.contains("To: sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Via: SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch"),
+        "{text}"
+    );
+    assert!(!text.contains("tag=new"), "{text}");
+    // Responses and garbage get no answer.
+    assert!(sip::message::reject_response(&message("bigcode"), 400, "x", None).is_none());
+    assert!(sip::message::reject_response(b"\x00\x01", 400, "x", None).is_none());
+    assert!(sip::message::reject_response(
+        b"OPTIONS sip:a@b SIP/2.0\r\nTo: <sip:a@b>\r\n\r\n",
+        400,
+        "x",
+        None
+    )
+    .is_none());
+}
