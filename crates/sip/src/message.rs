@@ -65,12 +65,25 @@ impl Message {
         }
     }
 
-    /// The top Via header.
+    /// The top Via header. Its `branch` is the one written on the wire: the crate's parameter
+    /// reader decodes `%HH`, but a branch is a token where `%` is no escape (RFC 4475
+    /// `intmeth`: `z9hG4bK-.!%66*_+`'~` is not `z9hG4bK-.!f*_+`'~`), and transactions are
+    /// matched on it.
     pub fn top_via(&self) -> Option<Via> {
-        self.headers
+        let mut via = self
+            .headers
             .try_get_named::<Vec<Via>>()
             .and_then(|r| r.ok())
-            .and_then(|v| v.into_iter().next())
+            .and_then(|v| v.into_iter().next())?;
+        let raw = self
+            .headers
+            .get_raw(&Name::VIA)
+            .next()
+            .and_then(|v| raw_branch(v.as_str()));
+        if let Some(branch) = raw {
+            via.params.push_or_edit("branch", branch);
+        }
+        Some(via)
     }
 
     /// The Call-ID.
@@ -95,6 +108,38 @@ impl Message {
         out.extend_from_slice(&self.body);
         out
     }
+}
+
+/// The `branch` parameter of the first Via value in `value`, as written.
+fn raw_branch(value: &str) -> Option<String> {
+    let first = value.split(',').next()?;
+    first.split(';').skip(1).find_map(|p| {
+        let (name, v) = p.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("branch")
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// Methods voxgate knows (RFC 3261 and the extensions the B2BUA relays).
+fn known_method(m: &Method) -> bool {
+    [
+        Method::INVITE,
+        Method::ACK,
+        Method::CANCEL,
+        Method::BYE,
+        Method::REGISTER,
+        Method::OPTIONS,
+        Method::INFO,
+        Method::PRACK,
+        Method::UPDATE,
+        Method::SUBSCRIBE,
+        Method::NOTIFY,
+        Method::REFER,
+        Method::MESSAGE,
+        Method::PUBLISH,
+    ]
+    .contains(m)
 }
 
 fn reject(code: u16, reason: impl Into<String>) -> ParseError {
@@ -196,7 +241,13 @@ pub fn parse(bytes: &[u8], stream: bool) -> Result<(Message, usize), ParseError>
         headers,
         body: buffer.slice(head_end..end),
     };
-    check(&msg).map_err(|reason| bad(&reason))?;
+    check(&msg).map_err(|(code, reason)| {
+        if is_request {
+            reject(code, reason)
+        } else {
+            ParseError::BadResponse(reason)
+        }
+    })?;
     // On UDP, anything after Content-Length bytes is discarded (RFC 3261 18.3).
     Ok((msg, end))
 }
@@ -207,14 +258,30 @@ fn start_line(buffer: &Bytes, text: &str) -> Result<MessageLine, ParseError> {
     let strict = text.starts_with("SIP/") || text.split(' ').count() == 3;
     if let Ok((rest, l)) = MessageLine::parse(buffer)(text) {
         if rest.trim().is_empty() && (strict || !l.is_request()) {
+            if let MessageLine::Request(r) = &l {
+                // RFC 4475 escruri: headers in a Request-URI are not allowed (RFC 3261
+                // 19.1.5); a proxy must not act on them, and the B2BUA never forwards them.
+                if !r.uri.header_params.is_empty() {
+                    return Err(reject(400, "Headers In Request-URI"));
+                }
+            }
             return Ok(l);
         }
     }
     // Work out which response the sender deserves, if any.
-    let parts: Vec<&str> = text.split(' ').collect();
     if text.starts_with("SIP/") {
         return Err(ParseError::BadResponse(format!("status line {text:?}")));
     }
+    // RFC 4475 trws: SP after the version is malformed ("acceptable to reject"); it is
+    // answered like any other bad request line rather than dropped.
+    let trimmed = text.trim_end_matches([' ', '\t']);
+    if trimmed.len() < text.len()
+        && trimmed.split(' ').count() == 3
+        && trimmed.ends_with(" SIP/2.0")
+    {
+        return Err(reject(400, "Whitespace After Request Line"));
+    }
+    let parts: Vec<&str> = text.split(' ').collect();
     match parts.as_slice() {
         [method, uri, version] if !method.is_empty() && !uri.is_empty() => {
             if !version.starts_with("SIP/") {
@@ -240,8 +307,27 @@ fn start_line(buffer: &Bytes, text: &str) -> Result<MessageLine, ParseError> {
     }
 }
 
-/// Message-level rules of RFC 3261 section 8.1.1 / 8.2 that every message must meet.
-fn check(msg: &Message) -> Result<(), String> {
+/// Message-level rules of RFC 3261 section 8.1.1 / 8.2 that every message must meet; the
+/// error is the response code a request deserves and the reason.
+fn check(msg: &Message) -> Result<(), (u16, String)> {
+    rules(msg).map_err(|e| match e {
+        Bad::Code(code, reason) => (code, reason),
+        Bad::Request(reason) => (400, reason),
+    })
+}
+
+enum Bad {
+    Request(String),
+    Code(u16, String),
+}
+
+impl From<String> for Bad {
+    fn from(s: String) -> Bad {
+        Bad::Request(s)
+    }
+}
+
+fn rules(msg: &Message) -> Result<(), Bad> {
     let h = &msg.headers;
     for (name, label) in [
         (Name::VIA, "Via"),
@@ -251,7 +337,7 @@ fn check(msg: &Message) -> Result<(), String> {
         (Name::CSEQ, "CSeq"),
     ] {
         if !h.contains(&name) {
-            return Err(format!("Missing {label}"));
+            return Err(format!("Missing {label}").into());
         }
     }
     for (name, label) in [
@@ -262,7 +348,7 @@ fn check(msg: &Message) -> Result<(), String> {
         (Name::MAX_FORWARDS, "Max-Forwards"),
     ] {
         if h.get_raw(&name).count() > 1 {
-            return Err(format!("Multiple {label} Values"));
+            return Err(format!("Multiple {label} Values").into());
         }
     }
     for (name, label) in [(Name::FROM, "Bad From"), (Name::TO, "Bad To")] {
@@ -273,15 +359,37 @@ fn check(msg: &Message) -> Result<(), String> {
             .unwrap_or_default();
         crate::name_addr::parse(v).ok_or_else(|| label.to_string())?;
     }
+    // Contact values are read the same way (RFC 4475 regbadct, badinv01); `*` is REGISTER's.
+    for v in h.get_raw(&Name::CONTACT) {
+        if v.trim() != "*" && crate::name_addr::parse_list(v).is_none() {
+            return Err("Bad Contact".to_string().into());
+        }
+    }
     h.get_named::<Vec<Via>>()
         .map_err(|_| "Bad Via".to_string())?;
+    // The crate's Via reader skips empty values and parameters (RFC 4475 badinv01:
+    // `Via: SIP/2.0/UDP 192.0.2.15;;,;,,`); the grammar has none.
+    for v in h.get_raw(&Name::VIA) {
+        let empty = v
+            .split(',')
+            .any(|value| value.trim().is_empty() || value.split(';').any(|p| p.trim().is_empty()));
+        if empty {
+            return Err("Bad Via".to_string().into());
+        }
+    }
     let cseq = h.get_named::<CSeq>().map_err(|_| "Bad CSeq".to_string())?;
     if cseq.cseq >= 1 << 31 {
-        return Err("CSeq Number Too Large".into());
+        return Err("CSeq Number Too Large".to_string().into());
     }
     if let Some(method) = msg.method() {
         if cseq.method != *method {
-            return Err("CSeq Method Does Not Match".into());
+            // RFC 4475 mismatch02: with an unknown method, 501 is the better answer ("a 400
+            // is also acceptable, but choosing a 501 ... has better future-proof
+            // characteristics"); a known method that disagrees with CSeq is a 400 (mismatch01).
+            if !known_method(method) {
+                return Err(Bad::Code(501, "Not Implemented".into()));
+            }
+            return Err("CSeq Method Does Not Match".to_string().into());
         }
         if h.contains(&Name::MAX_FORWARDS) {
             // The typed value is a u8: anything above 255 fails here.
@@ -292,10 +400,87 @@ fn check(msg: &Message) -> Result<(), String> {
     if let MessageLine::Response(s) = &msg.line {
         let code = s.code.into_u16();
         if !(100..=699).contains(&code) {
-            return Err(format!("status code {code} out of range"));
+            return Err(format!("status code {code} out of range").into());
         }
     }
     Ok(())
+}
+
+/// The answer to a request that [`parse`] refused with [`ParseError::Reject`]: a response
+/// with `code` and `reason` built from the raw bytes, copying the Via, From, To, Call-ID and
+/// CSeq lines as received (RFC 3261 8.2.6.2; compact names and folded lines included), with
+/// `to_tag` added to the To header when it has none. `None` when there is no Via to send it
+/// back on, or the bytes are no request at all. Only the first From, To, Call-ID and CSeq are
+/// copied (RFC 4475 multi01 has two of each).
+pub fn reject_response(
+    bytes: &[u8],
+    code: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+) -> Option<Vec<u8>> {
+    let head_end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(bytes.len());
+    let head = String::from_utf8_lossy(&bytes[..head_end]);
+    let mut lines = head.split("\r\n");
+    let start = lines.next()?;
+    if start.starts_with("SIP/") || !start.contains(" SIP/") {
+        return None;
+    }
+    // Unfold: a line starting with whitespace continues the one before.
+    let mut fields: Vec<String> = Vec::new();
+    for l in lines {
+        match fields.last_mut() {
+            Some(last) if l.starts_with([' ', '\t']) => {
+                last.push_str("\r\n");
+                last.push_str(l);
+            }
+            _ => fields.push(l.to_string()),
+        }
+    }
+    let canonical = |name: &str| -> Option<&'static str> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "via" | "v" => Some("Via"),
+            "from" | "f" => Some("From"),
+            "to" | "t" => Some("To"),
+            "call-id" | "i" => Some("Call-ID"),
+            "cseq" => Some("CSeq"),
+            _ => None,
+        }
+    };
+    let mut copied: Vec<(&'static str, String)> = Vec::new();
+    for f in &fields {
+        let Some((name, value)) = f.split_once(':') else {
+            continue;
+        };
+        let Some(name) = canonical(name) else {
+            continue;
+        };
+        if name != "Via" && copied.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        let mut value = value.trim().to_string();
+        if name == "To" {
+            if let Some(tag) = to_tag {
+                let has_tag = crate::name_addr::parse(&value).is_some_and(|n| n.tag().is_some());
+                if !has_tag {
+                    value = format!("{value};tag={tag}");
+                }
+            }
+        }
+        copied.push((name, value));
+    }
+    if !copied.iter().any(|(n, _)| *n == "Via") {
+        return None;
+    }
+    let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for (name, value) in copied {
+        out += &format!("{name}: {value}\r\n");
+    }
+    out += "Content-Length: 0\r\n\r\n";
+    Some(out.into_bytes())
 }
 
 /// A response to `req` with `code`, copying the headers RFC 3261 8.2.6.2 requires. The To tag
