@@ -1553,7 +1553,7 @@ fn b2bua() -> B2bua {
             upstreams: vec!["198.51.100.10:5060".parse().unwrap()],
             health_interval: Duration::from_secs(30),
             domain: "198.51.100.10".into(),
-            upstream_tcp: false,
+            upstream_transport: sip::b2bua::Transport::Udp,
             voice_net: "10.100.0.0/24".parse().unwrap(),
             provider_nets: vec!["198.51.100.0/24".parse().unwrap()],
             keepalive: Duration::from_secs(20),
