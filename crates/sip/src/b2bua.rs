@@ -221,6 +221,18 @@ const RESPONSE_COPY: &[&str] = &[
     "server",
 ];
 
+/// Copies every header of `from` except `names` into `to`.
+pub(crate) fn copy_except(from: &Headers, to: &mut Headers, names: &[&str]) {
+    for (name, value) in from.iter() {
+        if !names
+            .iter()
+            .any(|n| name.as_print_str().eq_ignore_ascii_case(n))
+        {
+            to.insert(name.clone(), value.clone());
+        }
+    }
+}
+
 pub(crate) fn copy_named(from: &Headers, to: &mut Headers, names: &[&str]) {
     for (name, value) in from.iter() {
         if names
@@ -405,8 +417,15 @@ impl B2bua {
         match parse(bytes, from.reliable) {
             Ok((msg, _)) => self.tx.receive(now, msg, from),
             Err(ParseError::Reject { code, reason }) => {
+                // A request too broken to handle still gets its answer (RFC 3261 16.3, 8.2),
+                // built from the bytes as received; the guard above bounds how many.
                 self.dropped += 1;
-                tracing::debug!(from = %from.addr, code, %reason, "malformed request");
+                tracing::debug!(from = %from.addr, code, %reason, "malformed request refused");
+                if let Some(r) =
+                    crate::message::reject_response(bytes, code, &reason, Some(&random_token(8)))
+                {
+                    self.out.push_back((from, r));
+                }
             }
             Err(e) => {
                 self.dropped += 1;
@@ -448,6 +467,36 @@ impl B2bua {
 
     fn on_request(&mut self, now: Instant, tx: ServerTx, msg: Message, from: Peer) {
         let method = msg.method().cloned().expect("request");
+        // Extensions a proxy must support (none here), or that an OPTIONS answered here would
+        // have to: 420 with what is unsupported (RFC 3261 8.2.2.3).
+        let unsupported = msg
+            .headers
+            .get_raw(&Name::PROXY_REQUIRE)
+            .chain(
+                (method == Method::OPTIONS)
+                    .then(|| msg.headers.get_raw(&Name::REQUIRE))
+                    .into_iter()
+                    .flatten(),
+            )
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if !unsupported.is_empty() {
+            let mut r = response(&msg, 420, "Bad Extension", Some(&random_token(8)));
+            r.headers.insert(Name::UNSUPPORTED, unsupported);
+            self.tx.respond(now, tx, r);
+            return;
+        }
+        let max_forwards = msg
+            .headers
+            .get_raw(&Name::MAX_FORWARDS)
+            .next()
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        if max_forwards == Some(0) && method != Method::OPTIONS {
+            let r = response(&msg, 483, "Too Many Hops", Some(&random_token(8)));
+            self.tx.respond(now, tx, r);
+            return;
+        }
         if method == Method::OPTIONS {
             let mut r = response(&msg, 200, "OK", Some(&random_token(8)));
             r.headers
@@ -474,7 +523,11 @@ impl B2bua {
             .next()
             .map(|v| v.to_string())
             .unwrap_or_default();
-        let Some(aor) = name_addr::parse(&to).map(|n| n.uri) else {
+        let Some(aor) = name_addr::parse(&to)
+            .map(|n| n.uri)
+            .filter(|u| u.starts_with("sip:") || u.starts_with("sips:"))
+        else {
+            // An address of record is a SIP URI (RFC 3261 10.2; RFC 4475 unksm2).
             self.tx
                 .respond(now, tx, response(&msg, 400, "Bad To", None));
             return;
@@ -738,7 +791,7 @@ impl B2bua {
 }
 
 /// Topology hiding: rewrites what goes to the provider so that it names no LAN address.
-pub(crate) struct Hider {
+pub struct Hider {
     voice_net: IpNet,
     domain: String,
 }
@@ -769,10 +822,9 @@ impl Hider {
         out
     }
 
-    /// Headers `names` of `msg` to carry to `to`: towards the provider with LAN addresses
-    /// hidden, except the credentials (the digest covers them as the phone wrote them).
-    pub(crate) fn carried(&self, msg: &Message, names: &[&str], to: Side) -> Vec<(String, String)> {
-        let mut v = crate::call::copied(msg, names);
+    /// Headers to carry to `to`: towards the provider with LAN addresses hidden, except the
+    /// credentials (the digest covers them as the phone wrote them).
+    pub(crate) fn carried(&self, mut v: Vec<(String, String)>, to: Side) -> Vec<(String, String)> {
         if to == Side::Wan {
             for (n, val) in &mut v {
                 if !n.eq_ignore_ascii_case("authorization")

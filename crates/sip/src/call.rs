@@ -14,63 +14,43 @@ use ezk_sip_types::msg::{MessageLine, StatusLine};
 use ezk_sip_types::{Method, Name};
 use serde::Serialize;
 
-use crate::b2bua::{copy_named, random_token, B2bua};
+use crate::b2bua::{copy_except, random_token, B2bua};
 use crate::message::{parse, response, Message};
 use crate::name_addr;
 use crate::transaction::{ClientTx, Peer, ServerTx, Side};
 
-/// Headers a request carries across the B2BUA (everything naming transport or dialog state is
-/// regenerated per leg).
-pub(crate) const REQUEST_COPY: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "content-type",
-    "allow",
-    "supported",
-    "user-agent",
-    "privacy",
-    "p-asserted-identity",
-    "p-preferred-identity",
-    "accept",
-    "event",
-    "subscription-state",
-    "refer-to",
-    "referred-by",
-    "replaces",
-    "info-package",
-    "rack",
-    "rseq",
-    "require",
-    "expires",
-    "allow-events",
-    "sip-if-match",
-    "content-disposition",
-    "content-encoding",
-    "content-language",
-    "session-expires",
-    "min-se",
+/// Headers a request does not carry across the B2BUA: those naming transport, routing or
+/// dialog state, regenerated for each leg. Everything else (including headers the box does
+/// not know) passes through unchanged; towards the provider with LAN addresses hidden.
+pub(crate) const PER_LEG: &[&str] = &[
+    "via",
+    "route",
+    "record-route",
+    "from",
+    "to",
+    "call-id",
+    "cseq",
+    "contact",
+    "max-forwards",
+    "content-length",
+    "path",
+    "service-route",
+    "proxy-require",
 ];
 
-/// Headers a response carries back.
-pub(crate) const RESPONSE_COPY: &[&str] = &[
-    "www-authenticate",
-    "proxy-authenticate",
-    "content-type",
-    "allow",
-    "supported",
-    "require",
-    "rseq",
-    "server",
-    "warning",
-    "retry-after",
-    "reason",
-    "unsupported",
-    "expires",
-    "min-expires",
-    "allow-events",
-    "sip-etag",
-    "session-expires",
-    "min-se",
+/// Headers a response does not carry back (regenerated for the near leg); the rest passes.
+pub(crate) const PER_LEG_RESPONSE: &[&str] = &[
+    "via",
+    "route",
+    "record-route",
+    "from",
+    "to",
+    "call-id",
+    "cseq",
+    "contact",
+    "content-length",
+    "path",
+    "service-route",
 ];
 
 /// One side of a call: a dialog with one party.
@@ -298,7 +278,12 @@ pub(crate) fn build_request(
         "Via: SIP/2.0/{via};branch=z9hG4bK{};rport\r\n",
         random_token(16)
     );
-    t += "Max-Forwards: 70\r\n";
+    if !extra
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("max-forwards"))
+    {
+        t += "Max-Forwards: 70\r\n";
+    }
     t += &format!("From: {};tag={}\r\n", leg.local_uri, leg.local_tag);
     match &leg.remote_tag {
         Some(tag) => t += &format!("To: {};tag={tag}\r\n", leg.remote_uri),
@@ -342,6 +327,35 @@ fn in_dialog(
         extra,
         &[],
     )
+}
+
+/// The headers a relayed request carries to `to`: all but the per-leg ones (LAN addresses
+/// hidden towards the provider), and Max-Forwards one less than it arrived with (RFC 3261
+/// 16.6; 70 when it had none).
+pub(crate) fn relayed(
+    hider: &crate::b2bua::Hider,
+    msg: &Message,
+    to: Side,
+) -> Vec<(String, String)> {
+    let mut v = hider.carried(copied_except(msg, PER_LEG), to);
+    let mf = header(msg, Name::MAX_FORWARDS)
+        .and_then(|m| m.trim().parse::<u32>().ok())
+        .map_or(70, |m| m.saturating_sub(1).min(70));
+    v.push(("Max-Forwards".into(), mf.to_string()));
+    v
+}
+
+/// Every header of `msg` except `names` (the per-leg ones), in order.
+pub(crate) fn copied_except(msg: &Message, names: &[&str]) -> Vec<(String, String)> {
+    msg.headers
+        .iter()
+        .filter(|(n, _)| {
+            !names
+                .iter()
+                .any(|c| n.as_print_str().eq_ignore_ascii_case(c))
+        })
+        .map(|(n, v)| (n.as_print_str().to_string(), v.to_string()))
+        .collect()
 }
 
 pub(crate) fn copied(msg: &Message, names: &[&str]) -> Vec<(String, String)> {
@@ -500,6 +514,13 @@ impl B2bua {
             peer: callee_peer,
             cseq: 1,
         };
+        if !msg.body.is_empty() && !is_sdp(msg) {
+            // The relay anchors media from SDP only (RFC 4475 invut).
+            let mut r = response(msg, 415, "Unsupported Media Type", Some(&caller.local_tag));
+            r.headers.insert(Name::ACCEPT, "application/sdp");
+            self.tx.respond(now, tx, r);
+            return;
+        }
         self.calls.next += 1;
         let id = self.calls.next;
         let key = format!("call-{id}");
@@ -527,7 +548,7 @@ impl B2bua {
             1,
             addrs.via(callee_peer),
             Some(&addrs.contact(callee_peer)),
-            &self.hider().carried(msg, REQUEST_COPY, callee_side),
+            &relayed(&self.hider(), msg, callee_side),
             &body,
         ) else {
             self.tx.respond(
@@ -681,7 +702,7 @@ impl B2bua {
             c.callee.cseq,
             addrs.via(c.callee.peer),
             Some(&addrs.contact(c.callee.peer)),
-            &hider.carried(msg, REQUEST_COPY, c.callee.side),
+            &relayed(&hider, msg, c.callee.side),
             &body,
         ) else {
             return;
@@ -761,7 +782,7 @@ impl B2bua {
             other.cseq,
             addrs.via(other.peer),
             None,
-            &hider.carried(msg, &["reason"], other.side),
+            &hider.carried(copied(msg, &["reason"]), other.side),
             &[],
         );
         let peer = other.peer;
@@ -808,6 +829,21 @@ impl B2bua {
         }
         let sdp_offer =
             c.kind == Kind::Call && is_sdp(msg) && (method == "INVITE" || method == "UPDATE");
+        if c.kind == Kind::Call
+            && (method == "INVITE" || method == "UPDATE")
+            && !msg.body.is_empty()
+            && !is_sdp(msg)
+        {
+            let tag = if c.caller.side == from {
+                c.caller.local_tag.clone()
+            } else {
+                c.callee.local_tag.clone()
+            };
+            let mut r = response(msg, 415, "Unsupported Media Type", Some(&tag));
+            r.headers.insert(Name::ACCEPT, "application/sdp");
+            self.tx.respond(now, tx, r);
+            return;
+        }
         let body = if sdp_offer {
             match self.media.offer(&key, from, &msg.body) {
                 Ok(b) => b,
@@ -848,7 +884,7 @@ impl B2bua {
             other.cseq,
             addrs.via(other.peer),
             contact.as_deref(),
-            &hider.carried(msg, REQUEST_COPY, other.side),
+            &relayed(&hider, msg, other.side),
             &body,
         ) else {
             self.tx
@@ -909,7 +945,7 @@ impl B2bua {
                     _ => (c.callee.local_tag.clone(), c.caller.side, c.callee.peer),
                 };
                 let mut r = response(&req, code, &reason_of(&msg), Some(&tag));
-                copy_named(&msg.headers, &mut r.headers, RESPONSE_COPY);
+                copy_except(&msg.headers, &mut r.headers, PER_LEG_RESPONSE);
                 if other_side == Side::Lan {
                     // The answer goes to the provider.
                     hider.hide_lan_headers(&mut r.headers);
@@ -992,7 +1028,7 @@ impl B2bua {
         };
         let key = c.key.clone();
         let mut r = response(&inv, code, &reason_of(&msg), Some(&c.caller.local_tag));
-        copy_named(&msg.headers, &mut r.headers, RESPONSE_COPY);
+        copy_except(&msg.headers, &mut r.headers, PER_LEG_RESPONSE);
         if c.caller.side == Side::Wan {
             hider.hide_lan_headers(&mut r.headers);
         }

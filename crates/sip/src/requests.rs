@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use ezk_sip_types::Name;
 
-use crate::b2bua::{copy_named, random_token, B2bua};
+use crate::b2bua::{copy_except, random_token, B2bua};
 use crate::call::{
-    build_request, header, name_addr_text, reason_of, Call, Kind, Leg, Purpose, State,
-    REQUEST_COPY, RESPONSE_COPY,
+    build_request, header, name_addr_text, reason_of, relayed, Call, Kind, Leg, Purpose, State,
+    PER_LEG_RESPONSE,
 };
 use crate::message::{response, Message};
 use crate::name_addr;
@@ -98,7 +98,7 @@ impl B2bua {
             1,
             addrs.via(peer),
             with_contact.then(|| addrs.contact(peer)).as_deref(),
-            &self.hider().carried(msg, REQUEST_COPY, peer.side),
+            &relayed(&self.hider(), msg, peer.side),
             &msg.body,
         ) else {
             self.tx.respond(
@@ -175,7 +175,7 @@ impl B2bua {
             with_contact
                 .then(|| addrs.contact(c.callee.peer))
                 .as_deref(),
-            &hider.carried(msg, REQUEST_COPY, c.callee.side),
+            &relayed(&hider, msg, c.callee.side),
             &msg.body,
         ) else {
             return;
@@ -212,7 +212,7 @@ impl B2bua {
             return;
         };
         let mut r = response(&req, code, &reason_of(&msg), Some(&c.caller.local_tag));
-        copy_named(&msg.headers, &mut r.headers, RESPONSE_COPY);
+        copy_except(&msg.headers, &mut r.headers, PER_LEG_RESPONSE);
         if c.caller.side == crate::transaction::Side::Wan {
             hider.hide_lan_headers(&mut r.headers);
         }

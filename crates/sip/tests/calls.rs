@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use sip::b2bua::B2bua;
 use sip::transaction::Peer;
 
 #[test]
@@ -480,4 +481,92 @@ fn a_phone_on_tcp_is_called_over_its_connection_and_unreachable_when_it_closes()
             .any(|m| m.starts_with("SIP/2.0 480")),
         "{out:?}"
     );
+}
+
+/// Requests the B2BUA must refuse itself, with the answer RFC 3261 (and RFC 4475) ask for;
+/// and what it relays carries the phone's own headers and one hop less.
+#[test]
+fn refusals_and_pass_through_of_unknown_headers() {
+    let t0 = Instant::now();
+    let (mut b, _) = b2bua();
+    let first = |b: &mut B2bua, bytes: Vec<u8>| -> String {
+        b.receive(t0, &bytes, phone());
+        to(&sent(b), phone())
+            .into_iter()
+            .find(|m| !m.starts_with("SIP/2.0 100 "))
+            .expect("an answer")
+    };
+    let inv = String::from_utf8(invite("z9hG4bKr1", 1)).unwrap();
+
+    let r = first(
+        &mut b,
+        inv.replace("Max-Forwards: 70", "Max-Forwards: 0")
+            .into_bytes(),
+    );
+    assert!(r.starts_with("SIP/2.0 483"), "{r}");
+    let r = first(
+        &mut b,
+        inv.replace("z9hG4bKr1", "z9hG4bKr2")
+            .replace(
+                "Max-Forwards: 70\r\n",
+                "Max-Forwards: 70\r\nProxy-Require: foo, bar\r\n",
+            )
+            .into_bytes(),
+    );
+    assert!(r.starts_with("SIP/2.0 420"), "{r}");
+    assert_eq!(header(&r, "Unsupported"), "foo, bar");
+    let opt = "OPTIONS sip:10.100.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.100.0.50:5070;branch=z9hG4bKo9\r\nFrom: <sip:1001@10.100.0.1>;tag=o\r\nTo: <sip:10.100.0.1>\r\nCall-ID: opt9\r\nCSeq: 1 OPTIONS\r\nRequire: nothingSupportedHere\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    let r = first(&mut b, opt.as_bytes().to_vec());
+    assert!(r.starts_with("SIP/2.0 420"), "{r}");
+    assert_eq!(header(&r, "Unsupported"), "nothingSupportedHere");
+    let text = "hello";
+    let r = first(
+        &mut b,
+        (inv.replace("z9hG4bKr1", "z9hG4bKr3")
+            .replace("Call-ID: phone-call@", "Call-ID: text-call@")
+            .split("Content-Type:")
+            .next()
+            .unwrap()
+            .to_string()
+            + &format!(
+                "Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{text}",
+                text.len()
+            ))
+            .into_bytes(),
+    );
+    assert!(r.starts_with("SIP/2.0 415"), "{r}");
+    assert_eq!(header(&r, "Accept"), "application/sdp");
+    let r = first(
+        &mut b,
+        b"OPTIONS sip:10.100.0.1 SIP/7.0\r\nVia: SIP/2.0/UDP 10.100.0.50:5070;branch=z9hG4bKv7\r\nFrom: <sip:1001@10.100.0.1>;tag=v\r\nTo: <sip:10.100.0.1>\r\nCall-ID: v7\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n".to_vec(),
+    );
+    assert!(
+        r.starts_with("SIP/2.0 505"),
+        "malformed requests are answered: {r}"
+    );
+    let reg = "REGISTER sip:198.51.100.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.100.0.50:5070;branch=z9hG4bKu2\r\nFrom: <isbn:2983792873>;tag=u\r\nTo: <isbn:2983792873>\r\nCall-ID: u2\r\nCSeq: 1 REGISTER\r\nContact: <sip:1001@10.100.0.50:5070>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    let r = first(&mut b, reg.as_bytes().to_vec());
+    assert!(r.starts_with("SIP/2.0 400"), "{r}");
+    assert!(b.calls(t0).is_empty());
+
+    // A good INVITE: unknown headers pass, Max-Forwards counts down.
+    let good = inv.replace("z9hG4bKr1", "z9hG4bKr9").replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 12\r\nX-Practice-Ref: surgery 7 (10.100.0.50)\r\n",
+    );
+    b.receive(t0, good.as_bytes(), phone());
+    let up = to(&sent(&mut b), provider()).remove(0);
+    assert_eq!(header(&up, "Max-Forwards"), "11");
+    assert_eq!(
+        header(&up, "X-Practice-Ref"),
+        "surgery 7 (198.51.100.10)",
+        "passed through, LAN address hidden"
+    );
+    b.receive(
+        t0,
+        &answer(&up, "486 Busy Here", "pv", "X-Queue-Position: 3\r\n", ""),
+        provider(),
+    );
+    let busy = to(&sent(&mut b), phone()).remove(0);
+    assert_eq!(header(&busy, "X-Queue-Position"), "3");
 }
