@@ -139,6 +139,10 @@ pub struct LeaseEntry {
     pub state: String,
     /// Unix time the lease ends.
     pub expires: u64,
+    /// `voice` (the voice network) or `bootstrap` (the untagged port, telling phones the
+    /// voice VLAN).
+    #[serde(default)]
+    pub scope: String,
 }
 
 /// One phone's registration as the box relays it.

@@ -81,14 +81,15 @@ pub fn leases(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         println!(
-            "{:<16} {:<18} {:<10} {:>9}  {:<20} VENDOR",
-            "ADDRESS", "MAC", "STATE", "EXPIRES", "HOSTNAME"
+            "{:<16} {:<18} {:<10} {:<10} {:>9}  {:<20} VENDOR",
+            "ADDRESS", "MAC", "SCOPE", "STATE", "EXPIRES", "HOSTNAME"
         );
         for l in leases {
             println!(
-                "{:<16} {:<18} {:<10} {:>9}  {:<20} {}",
+                "{:<16} {:<18} {:<10} {:<10} {:>9}  {:<20} {}",
                 l.address,
                 l.mac,
+                l.scope,
                 l.state,
                 if l.expires > now {
                     ago(l.expires - now)

@@ -349,28 +349,42 @@ impl control::Handler for Daemon {
                 Request::RulesApply { confirm_secs } => tokio::task::block_in_place(|| {
                     self.rules_apply(confirm_secs.map(Duration::from_secs))
                 }),
-                Request::Leases => match self.handles.dhcp.list() {
-                    Ok(leases) => Response::ok(Reply::Leases {
-                        leases: leases
-                            .into_iter()
-                            .map(|l| control::LeaseEntry {
+                Request::Leases => {
+                    // The voice scope must answer; the bootstrap scope only when it runs.
+                    match self.handles.dhcp.list() {
+                        Ok(voice) => {
+                            let bootstrap = self.handles.dhcp_bootstrap.list().unwrap_or_default();
+                            let entry = |l: dhcp::LeaseInfo, scope: &str| control::LeaseEntry {
                                 address: l.address.to_string(),
                                 mac: l.mac,
                                 hostname: l.hostname,
                                 vendor: l.vendor_class,
                                 state: format!("{:?}", l.state).to_lowercase(),
                                 expires: l.expires,
+                                scope: scope.into(),
+                            };
+                            Response::ok(Reply::Leases {
+                                leases: voice
+                                    .into_iter()
+                                    .map(|l| entry(l, "voice"))
+                                    .chain(bootstrap.into_iter().map(|l| entry(l, "bootstrap")))
+                                    .collect(),
                             })
-                            .collect(),
-                    }),
-                    Err(e) => Response::err(e.to_string(), vec![]),
-                },
+                        }
+                        Err(e) => Response::err(e.to_string(), vec![]),
+                    }
+                }
                 Request::LeaseRelease { mac } => match mac.parse::<config::types::MacAddr>() {
                     Err(e) => Response::err(format!("{mac:?} is not a MAC address: {e}"), vec![]),
                     Ok(m) => match self.handles.dhcp.release(m).await {
-                        Ok(addrs) => Response::ok(Reply::Released {
-                            addresses: addrs.iter().map(|a| a.to_string()).collect(),
-                        }),
+                        Ok(mut addrs) => {
+                            if let Ok(more) = self.handles.dhcp_bootstrap.release(m).await {
+                                addrs.extend(more);
+                            }
+                            Response::ok(Reply::Released {
+                                addresses: addrs.iter().map(|a| a.to_string()).collect(),
+                            })
+                        }
                         Err(e) => Response::err(e.to_string(), vec![]),
                     },
                 },

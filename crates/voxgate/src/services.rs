@@ -13,6 +13,8 @@ use supervisor::Service;
 pub struct Handles {
     /// The DHCP server's leases.
     pub dhcp: dhcp::DhcpHandle,
+    /// The bootstrap scope's leases (phones learning the voice VLAN).
+    pub dhcp_bootstrap: dhcp::DhcpHandle,
     /// The firewall's applied ruleset and pending confirmation.
     pub firewall: firewall::FirewallHandle,
     /// The media relay's calls and figures.
@@ -25,9 +27,11 @@ pub struct Handles {
 /// listens before the rules are in place), with the handles operator commands use.
 pub fn all() -> (Vec<Arc<dyn Service<Loaded>>>, Handles) {
     let dhcp = dhcp::DhcpService::new();
+    let bootstrap = dhcp::DhcpService::bootstrap();
     let media = media::MediaService::new(media::MediaHandle::new());
     let h = Handles {
         dhcp: dhcp.handle(),
+        dhcp_bootstrap: bootstrap.handle(),
         firewall: Default::default(),
         media: media.handle(),
         sip: Default::default(),
@@ -37,7 +41,7 @@ pub fn all() -> (Vec<Arc<dyn Service<Loaded>>>, Handles) {
         Arc::new(links::Links),
         Arc::new(lldp::LldpService),
         Arc::new(dhcp),
-        Arc::new(dhcp::DhcpService::bootstrap()),
+        Arc::new(bootstrap),
         Arc::new(media),
         Arc::new(sip::SipService {
             handle: h.sip.clone(),

@@ -159,6 +159,26 @@ fn bootstrap_leases_tell_each_vendor_the_voice_vlan() {
     assert_eq!(get(&env, "opt128"), hex("VLAN-A=100;"), "{env:#?}");
     assert!(!env.contains_key("opt242"), "{env:#?}");
 
+    // `voxgate leases` shows the bootstrap leases, marked as such.
+    let leases: serde_json::Value =
+        serde_json::from_slice(&cli(&b.socket(), &["leases", "--json"]).stdout).unwrap();
+    let bootstrap: Vec<_> = leases
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["scope"] == "bootstrap")
+        .collect();
+    // One client (one MAC) asked four times as four vendors: one lease, the last vendor's.
+    assert_eq!(bootstrap.len(), 1, "{leases:#}");
+    assert!(
+        bootstrap[0]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.99.0."),
+        "{leases:#}"
+    );
+    assert_eq!(bootstrap[0]["vendor"], "Polycom-VVX411", "{leases:#}");
+
     // Its own server, logged as such for the engineer reading the journal.
     assert!(
         b.log().contains("\"scope\":\"Bootstrap\""),
