@@ -65,7 +65,34 @@ pub fn bind(device: &str) -> io::Result<UdpSocket> {
     s.bind_device(Some(device.as_bytes()))?;
     s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT).into())?;
     s.set_nonblocking(true)?;
+    grow_receive_buffer(&s);
     UdpSocket::from_std(s.into())
+}
+
+/// Requests that arrive while a batch of leases is on its way to disk wait in the socket's
+/// receive buffer; the kernel's default (about 200 KiB, some 500 requests) overflows when a
+/// whole site of phones boots at once after a power cut. Ask for 4 MiB, past
+/// net.core.rmem_max with CAP_NET_ADMIN (SO_RCVBUFFORCE), else as much as the limit allows.
+fn grow_receive_buffer(s: &Socket) {
+    const WANT: libc::c_int = 4 << 20;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(s);
+    // SAFETY: a valid socket, an int option value of the right size.
+    let forced = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&WANT as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } == 0;
+    if !forced {
+        let _ = s.set_recv_buffer_size(WANT as usize);
+    }
+    debug!(
+        bytes = s.recv_buffer_size().unwrap_or(0),
+        forced, "DHCP receive buffer"
+    );
 }
 
 /// Clears the shared core when the server stops, so the handle reports "not running".
