@@ -29,6 +29,7 @@
 pub mod packet;
 mod ports;
 mod relay;
+pub mod rtcp;
 pub mod sdp;
 mod service;
 mod settings;

@@ -198,6 +198,12 @@ impl DirectionStats {
 
     /// The serialisable figures.
     pub fn report(&self) -> DirectionReport {
+        self.report_with_delay(0.0)
+    }
+
+    /// The figures, the R-factor counting `network_ms` of one-way network delay measured
+    /// elsewhere (RTCP round trips) on top of [`BASE_DELAY_MS`].
+    pub fn report_with_delay(&self, network_ms: f64) -> DirectionReport {
         let (expected, received) = match &self.seq {
             Some(s) => (
                 self.past_expected + s.expected(),
@@ -213,7 +219,7 @@ impl DirectionStats {
             0.0
         };
         let jitter_ms = self.jitter * 1000.0;
-        let r = (expected > 0).then(|| r_factor(loss_percent, jitter_ms, self.codec));
+        let r = (expected > 0).then(|| r_factor(loss_percent, jitter_ms, network_ms, self.codec));
         DirectionReport {
             packets: self.packets,
             bytes: self.bytes,
@@ -243,11 +249,12 @@ const BASE_DELAY_MS: f64 = 40.0;
 
 /// The ITU-T G.107 E-model in the simplification of Cole & Rosenbluth (2001): R0 − Is taken
 /// as 93.2 (G.107 defaults), the delay impairment `Id = 0.024 d + 0.11 (d − 177.3) H(d −
-/// 177.3)` on an estimated one-way delay `d` = [`BASE_DELAY_MS`] + a jitter buffer of twice
-/// the jitter, and the equipment impairment `Ie,eff = Ie + (95 − Ie) · Ppl / (Ppl + Bpl)`
+/// 177.3)` on an estimated one-way delay `d` = [`BASE_DELAY_MS`] + `network_ms` (one-way
+/// network delay measured from RTCP, 0 when unknown) + a jitter buffer of twice the jitter,
+/// and the equipment impairment `Ie,eff = Ie + (95 − Ie) · Ppl / (Ppl + Bpl)`
 /// (random loss, BurstR = 1) with `Ie`/`Bpl` of the codec. No echo, no advantage factor.
-pub fn r_factor(loss_percent: f64, jitter_ms: f64, codec: Codec) -> f64 {
-    let d = BASE_DELAY_MS + 2.0 * jitter_ms;
+pub fn r_factor(loss_percent: f64, jitter_ms: f64, network_ms: f64, codec: Codec) -> f64 {
+    let d = BASE_DELAY_MS + network_ms + 2.0 * jitter_ms;
     let id = 0.024 * d + if d > 177.3 { 0.11 * (d - 177.3) } else { 0.0 };
     let (ie, bpl) = codec.impairment();
     let ie_eff = ie + (95.0 - ie) * loss_percent / (loss_percent + bpl);
@@ -437,16 +444,16 @@ mod tests {
     fn e_model_figures() {
         // No loss, no jitter, G.711: R = 93.2 - 0.024*40 = 92.24;
         // MOS = 1 + 0.035*92.24 + 92.24*32.24*7.76*7e-6 = 4.38994.
-        let r = r_factor(0.0, 0.0, Codec::G711);
+        let r = r_factor(0.0, 0.0, 0.0, Codec::G711);
         assert!((r - 92.24).abs() < 1e-9);
         assert!((mos(r) - 4.38994).abs() < 1e-5, "{}", mos(r));
         // 5 % random loss: Ie,eff = 95*5/30.1 = 15.78.
-        let r = r_factor(5.0, 0.0, Codec::G711);
+        let r = r_factor(5.0, 0.0, 0.0, Codec::G711);
         assert!((r - (92.24 - 95.0 * 5.0 / 30.1)).abs() < 1e-9);
         // G.729 with no loss starts at Ie = 11.
-        assert!((r_factor(0.0, 0.0, Codec::G729) - 81.24).abs() < 1e-9);
+        assert!((r_factor(0.0, 0.0, 0.0, Codec::G729) - 81.24).abs() < 1e-9);
         // 80 ms of jitter: d = 200 ms crosses the 177.3 ms knee.
-        let r = r_factor(0.0, 80.0, Codec::G711);
+        let r = r_factor(0.0, 80.0, 0.0, Codec::G711);
         assert!((r - (93.2 - 0.024 * 200.0 - 0.11 * 22.7)).abs() < 1e-9);
         assert_eq!(mos(0.0), 1.0);
         assert_eq!(mos(100.0), 4.5);

@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::packet::{classify, Packet};
+use crate::rtcp::{self, RttMeter};
 use crate::sdp::{Direction, MediaDesc, Transport};
 use crate::settings::Policy;
 use crate::stats::{static_payload, DirectionReport, DirectionStats, PayloadInfo};
@@ -58,6 +59,8 @@ struct Leg {
     mux: bool,
     latch: [Option<Latch>; 2],
     rx: DirectionStats,
+    /// Round trip box → this side's party → box, from the RTCP relayed.
+    rtt: RttMeter,
     forwarded: u64,
     foreign: u64,
     invalid: u64,
@@ -75,6 +78,7 @@ impl Leg {
             mux: false,
             latch: [None, None],
             rx: DirectionStats::default(),
+            rtt: RttMeter::default(),
             forwarded: 0,
             foreign: 0,
             invalid: 0,
@@ -238,6 +242,9 @@ impl Stream {
             }
             Accepted::Rtcp => {
                 rx.on_rtcp(bytes.len());
+                let reports = rtcp::parse(bytes);
+                self.legs[side as usize].rtt.received(now, &reports);
+                self.legs[side.other() as usize].rtt.sent(now, &reports);
                 (Socket::Rtcp, Socket::Rtcp)
             }
             Accepted::Opaque => {
@@ -315,6 +322,8 @@ impl Stream {
 
     /// The serialisable state and figures.
     pub fn report(&self) -> StreamReport {
+        // What the relay knows of the delay: half of each leg's round trip.
+        let one_way_ms: f64 = self.legs.iter().filter_map(|l| l.rtt.millis()).sum::<f64>() / 2.0;
         let leg = |side: Side| {
             let l = &self.legs[side as usize];
             let latched = l.latch[0].map(|x| x.addr);
@@ -325,7 +334,8 @@ impl Stream {
                 rtcp_mux: l.mux,
                 direction: l.desc.as_ref().map(|d| d.direction).unwrap_or_default(),
                 zero_hold: l.desc.as_ref().is_some_and(|d| d.zero_hold),
-                received: l.rx.report(),
+                received: l.rx.report_with_delay(one_way_ms),
+                rtt_ms: l.rtt.millis(),
                 forwarded: l.forwarded,
                 dropped_foreign: l.foreign,
                 dropped_invalid: l.invalid,
@@ -376,6 +386,10 @@ pub struct LegReport {
     pub zero_hold: bool,
     /// Quality of what arrived from this side.
     pub received: DirectionReport,
+    /// Round trip between the box and this side's party, from RTCP sender and receiver
+    /// reports (absent until both have passed, and with SRTCP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
     /// Datagrams relayed out towards this side.
     pub forwarded: u64,
     /// Datagrams from sources that are not (or no longer) this leg's peer, dropped.

@@ -129,21 +129,27 @@ pub fn calls(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
             return;
         }
         println!(
-            "{:<10} {:<9} {:<10} {:>7}  {:<12} {:<12} {:<30} TO",
+            "{:<10} {:<9} {:<10} {:>7}  {:<18} {:<18} {:<30} TO",
             "CALL", "DIRECTION", "STATE", "TALK", "FROM PHONE", "FROM PROV.", "FROM"
         );
         for c in calls {
             let s = |k: &str| c[k].as_str().unwrap_or("-").to_string();
-            // Loss and MOS of the audio reaching the box from each side (first stream).
+            // Loss and MOS of the audio reaching the box from each side (first stream), and
+            // the round trip to that side when RTCP has measured it.
             let leg = |side: &str| {
-                let r = &c["media"]["streams"][0][side]["received"];
-                match (r["loss_percent"].as_f64(), r["mos"].as_f64()) {
+                let l = &c["media"]["streams"][0][side];
+                let r = &l["received"];
+                let q = match (r["loss_percent"].as_f64(), r["mos"].as_f64()) {
                     (Some(l), Some(m)) => format!("{l:.1}% {m:.1}"),
                     _ => "-".into(),
+                };
+                match l["rtt_ms"].as_f64() {
+                    Some(rtt) => format!("{q} {rtt:.0}ms"),
+                    None => q,
                 }
             };
             println!(
-                "{:<10} {:<9} {:<10} {:>7}  {:<12} {:<12} {:<30} {}",
+                "{:<10} {:<9} {:<10} {:>7}  {:<18} {:<18} {:<30} {}",
                 s("key"),
                 s("direction"),
                 s("state"),

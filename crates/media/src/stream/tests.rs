@@ -312,3 +312,48 @@ fn t38_is_relayed_without_rtp_checks() {
     );
     assert_eq!(s.report().lan.received.packets, 1);
 }
+
+#[test]
+fn rtcp_reports_give_each_leg_its_round_trip_and_lower_the_mos() {
+    use crate::rtcp::build::{rr, sr};
+    let t = Instant::now();
+    let mut s = answered(t);
+    for seq in 1..=50 {
+        let at = t + Duration::from_millis(20 * u64::from(seq));
+        s.on_packet(at, Side::Lan, Socket::Rtp, sa(PHONE), &pcmu(seq));
+    }
+    let before = s.report().lan.received.r_factor.unwrap();
+    assert_eq!(s.report().wan.rtt_ms, None);
+    // The phone's SR goes out to the provider at t1; the provider's RR naming it comes back
+    // 180 ms later, after holding it 100 ms (6553.6 units of 1/65536 s): 80 ms round trip.
+    let t1 = t + Duration::from_secs(1);
+    let phone_rtcp = sa("10.100.0.50:11801");
+    assert!(s
+        .on_packet(
+            t1,
+            Side::Lan,
+            Socket::Rtcp,
+            phone_rtcp,
+            &sr(0x1234, 0x0001_0002, 0x0003_0000)
+        )
+        .is_some());
+    let back = rr(0x9999, 0x0002_0003, 6554);
+    let t2 = t1 + Duration::from_millis(180);
+    assert!(s
+        .on_packet(
+            t2,
+            Side::Wan,
+            Socket::Rtcp,
+            sa("198.51.100.10:16385"),
+            &back
+        )
+        .is_some());
+    let r = s.report();
+    let rtt = r.wan.rtt_ms.unwrap();
+    assert!((rtt - 80.0).abs() < 0.1, "{rtt}");
+    assert_eq!(r.lan.rtt_ms, None, "no SR went to the phone");
+    assert!(
+        r.lan.received.r_factor.unwrap() < before,
+        "delay counts in the R-factor"
+    );
+}
