@@ -205,6 +205,17 @@ impl Relay {
         self.settings = settings;
     }
 
+    /// The WAN interface's address changed (a new DHCP lease): new calls bind to `ip`; calls
+    /// in progress keep their sockets. Returns whether it changed.
+    pub fn set_wan_address(&mut self, ip: Ipv4Addr) -> bool {
+        if self.addresses[1] == ip {
+            return false;
+        }
+        tracing::warn!(from = %self.addresses[1], to = %ip, calls = self.calls.len(), "WAN address changed: new calls use the new one");
+        self.addresses[1] = ip;
+        true
+    }
+
     /// Number of calls.
     pub fn calls(&self) -> usize {
         self.calls.len()

@@ -67,6 +67,9 @@ impl Worker {
 
 struct Running {
     relay: Relay,
+    /// The WAN device whose address the relay follows (its address came from DHCP, not from
+    /// the configuration).
+    follow_wan: Option<String>,
     tasks: HashMap<u64, Tasks>,
     /// Streams are spread over the workers by id; the ticker runs on the first.
     workers: Vec<Worker>,
@@ -127,6 +130,10 @@ impl MediaHandle {
     /// more CPU again, so one is the default.
     pub fn start(&self, mut settings: MediaSettings) -> Result<(), MediaError> {
         self.stop();
+        let follow_wan = settings
+            .wan_address
+            .is_none()
+            .then(|| settings.wan_device.clone());
         if settings.wan_address.is_none() {
             settings.wan_address = sys::interface_ipv4(&settings.wan_device);
         }
@@ -146,6 +153,7 @@ impl MediaHandle {
         );
         *self.state() = Some(Running {
             relay,
+            follow_wan,
             tasks: HashMap::new(),
             workers,
         });
@@ -206,6 +214,10 @@ impl MediaHandle {
     pub fn offer(&self, call_id: &str, from: Side, sdp: &[u8]) -> Result<Vec<u8>, MediaError> {
         let mut guard = self.state();
         let r = guard.as_mut().ok_or(MediaError::NotRunning)?;
+        // The WAN address may have moved with a new lease since the last tick.
+        if let Some(ip) = r.follow_wan.as_deref().and_then(sys::interface_ipv4) {
+            r.relay.set_wan_address(ip);
+        }
         let addrs = [
             r.relay.bind_address(Side::Lan),
             r.relay.bind_address(Side::Wan),
@@ -291,6 +303,7 @@ fn lock_plain<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Ends silent calls until the relay stops (or the handle is gone).
 async fn tick(inner: Weak<Inner>) {
     let mut every = tokio::time::interval(TICK);
+    let mut ticks: u64 = 0;
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
@@ -311,8 +324,18 @@ async fn tick(inner: Weak<Inner>) {
             // No subscriber (SIP not running) is fine: the call is released either way.
             let _ = inner.events.send(event);
         }
+        // A new DHCP lease may have moved the WAN address.
+        ticks += 1;
+        if ticks % WAN_CHECK_TICKS == 0 {
+            if let Some(ip) = r.follow_wan.as_deref().and_then(sys::interface_ipv4) {
+                r.relay.set_wan_address(ip);
+            }
+        }
     }
 }
+
+/// Ticks between checks of a DHCP-assigned WAN address (5 s).
+const WAN_CHECK_TICKS: u64 = 10;
 
 thread_local! {
     /// The media thread's receive buffer: a datagram is read and relayed within one poll,

@@ -409,3 +409,59 @@ fn silence_ends_the_call_but_hold_does_not() {
     })
     .unwrap();
 }
+
+/// With the WAN address from DHCP (none configured), the relay follows the interface: once
+/// the lease moves the address, new calls bind to and announce the new one.
+#[test]
+fn new_calls_follow_a_changed_wan_address() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let rt = box_runtime(&lab);
+    lab.in_netns(Node::Box, || {
+        let _rt = rt.enter();
+        let media = MediaHandle::new();
+        let mut s = settings();
+        s.wan_address = None;
+        media.start(s).unwrap();
+        let offer = sdp("-", 1, addr::PHONE, PHONE_PORT, "a=sendrecv\r\n");
+        let first =
+            String::from_utf8_lossy(&media.offer("call-1", Side::Lan, &offer).unwrap()).to_string();
+        assert!(first.contains("c=IN IP4 10.200.0.2\r\n"), "{first}");
+
+        // A new lease: 10.200.0.7 replaces 10.200.0.2 on wan0.
+        let ip = |args: &str| {
+            let st = std::process::Command::new("sh")
+                .args(["-c", args])
+                .status()
+                .unwrap();
+            assert!(st.success(), "{args}");
+        };
+        ip("sysctl -qw net.ipv4.conf.wan0.promote_secondaries=1");
+        ip("ip addr add 10.200.0.7/24 dev wan0 && ip addr del 10.200.0.2/24 dev wan0");
+        let t0 = Instant::now();
+        let second = loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let o = sdp("-", 1, addr::PHONE, PHONE_PORT + 2, "a=sendrecv\r\n");
+            let text =
+                String::from_utf8_lossy(&media.offer("call-2", Side::Lan, &o).unwrap()).to_string();
+            if text.contains("c=IN IP4 10.200.0.7\r\n") || t0.elapsed() > Duration::from_secs(8) {
+                break text;
+            }
+            media.release("call-2");
+        };
+        assert!(second.contains("c=IN IP4 10.200.0.7\r\n"), "{second}");
+        let port: u16 = second
+            .lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|l| l.split(' ').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            UdpSocket::bind(("10.200.0.7", port)).is_err(),
+            "the new call's WAN socket is bound to the new address"
+        );
+        media.stop();
+    })
+    .unwrap();
+}
