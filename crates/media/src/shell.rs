@@ -326,7 +326,7 @@ async fn tick(inner: Weak<Inner>) {
         }
         // A new DHCP lease may have moved the WAN address.
         ticks += 1;
-        if ticks % WAN_CHECK_TICKS == 0 {
+        if ticks.is_multiple_of(WAN_CHECK_TICKS) {
             if let Some(ip) = r.follow_wan.as_deref().and_then(sys::interface_ipv4) {
                 r.relay.set_wan_address(ip);
             }
