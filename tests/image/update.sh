@@ -2,7 +2,7 @@
 # tests/image/update.sh: the A/B update and the automatic fallback, in the qemu VM of lib.sh.
 #   1. boot build/qemu (slot a);
 #   2. build a second root slot (same base and binary, another version), copy it into the VM,
-#      install it with update-slot, reboot: slot b comes up, voxgate answers, systemd-bless-boot
+#      install it with `voxgate update apply`, reboot: slot b comes up, voxgate answers, systemd-bless-boot
 #      marks voxgate-b+3.conf good (voxgate-b.conf);
 #   3. install a broken slot (its voxgate exits 1) into slot a, reboot: boot-check fails three
 #      times (VOXGATE-NOT-READY, reboot), the entry runs out of tries (voxgate-a+0-3.conf) and
@@ -49,8 +49,9 @@ check "slot a entry blessed" vm 'for i in $(seq 30); do [ -e /efi/loader/entries
 say "installing $version_b into slot b"
 vm_put "$tmp/update/root.squashfs" /tmp/root.squashfs
 vm_put "$tmp/update/root.squashfs.sha256" /tmp/root.squashfs.sha256
-check "update-slot writes slot b" vm /usr/libexec/voxgate/update-slot /tmp/root.squashfs
+check "voxgate update apply writes slot b" vm voxgate update apply /tmp/root.squashfs
 check "entries: a (good) and b (3 tries)" expect_entries "voxgate-a.conf voxgate-b+3.conf"
+check "voxgate update status shows b on trial" vm 'voxgate update status | grep -q "slot b .*on trial: 3 tries left"' 
 vm 'rm -f /tmp/root.squashfs*; systemctl reboot' || true
 t=$(wait_ready 2)
 say "slot b ready after ${t}s: $(marker 2)"
@@ -63,7 +64,7 @@ check "voxgate answers on slot b" vm 'voxgate status >/dev/null && grep -q voxga
 say "installing a broken image into slot a"
 # (this time the checksum is given on the command line rather than in a .sha256 file)
 vm_put "$tmp/broken.squashfs" /tmp/root.squashfs
-check "update-slot writes slot a" vm /usr/libexec/voxgate/update-slot /tmp/root.squashfs "$(cut -d' ' -f1 "$tmp/broken.squashfs.sha256")"
+check "voxgate update apply writes slot a" vm voxgate update apply /tmp/root.squashfs --sha256 "$(cut -d' ' -f1 "$tmp/broken.squashfs.sha256")"
 check "entries: a (3 tries) and b (good)" expect_entries "voxgate-a+3.conf voxgate-b.conf"
 vm 'rm -f /tmp/root.squashfs*; systemctl reboot' || true
 fallback_start=$SECONDS

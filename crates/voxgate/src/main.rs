@@ -4,6 +4,7 @@ mod cli;
 mod daemon;
 mod rules;
 mod services;
+mod update;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,6 +75,9 @@ enum Command {
     /// Provider allowlist updates.
     #[command(subcommand)]
     Allowlist(rules::AllowlistCommand),
+    /// Software updates of the appliance: A/B root slots with automatic fallback.
+    #[command(subcommand)]
+    Update(update::UpdateCommand),
 }
 
 /// Options of `voxgate run`.
@@ -171,6 +175,7 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Schema { profile }) => cli::config_schema(profile),
         Command::Rules(cmd) => rules::run(&cli.socket, cmd),
         Command::Allowlist(cmd) => rules::allowlist(&cli.socket, cmd),
+        Command::Update(cmd) => update::run(cmd),
     };
     match result {
         Ok(code) => code,
