@@ -531,6 +531,10 @@ pub struct Sip {
     /// provider's certificate besides the system's (e.g. a private CA).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ca_file: Option<String>,
+    /// STUN server (`host` or `host:port`, port 3478 by default) asked every minute how the
+    /// broadband router maps the box's SIP socket; default: the profile's, if it names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stun_server: Option<String>,
 }
 
 impl Default for Sip {
@@ -543,6 +547,7 @@ impl Default for Sip {
             health_interval: Duration::secs(30),
             rate_limit: 100,
             tls_ca_file: None,
+            stun_server: None,
         }
     }
 }

@@ -103,6 +103,10 @@ pub struct ProfileSip {
     /// server stops answering.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<String>,
+    /// The provider's STUN server (`host` or `host:port`, port 3478 by default), which tells
+    /// the box how the broadband router maps its SIP socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stun_server: Option<String>,
 }
 
 /// Connection-tracking timeouts.

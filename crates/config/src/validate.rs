@@ -1030,6 +1030,15 @@ fn check_ports(cfg: &Config, out: &mut Vec<Issue>) {
             "30s notices a dead server within about a minute",
         ));
     }
+    if let Some(h) = &cfg.sip.stun_server {
+        if let Err(e) = check_server(h) {
+            out.push(issue(
+                Path::of(&["sip", "stun_server"]),
+                format!("`{h}` {e}"),
+                "write a host name or IPv4 address, optionally with :port",
+            ));
+        }
+    }
     if let Some(f) = &cfg.sip.tls_ca_file {
         if !f.starts_with('/') {
             out.push(issue(

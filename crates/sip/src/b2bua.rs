@@ -43,6 +43,8 @@ pub struct Settings {
     pub keepalive: Duration,
     /// Messages per second each LAN source may send (bursts of 4×); 0: unlimited.
     pub lan_rate_limit: u32,
+    /// The provider's STUN server, asked how the router maps the WAN SIP socket.
+    pub stun_server: Option<SocketAddr>,
 }
 
 /// How the box talks to the provider.
@@ -139,6 +141,12 @@ pub struct B2bua {
     /// Rate limits and scanner rejection per side.
     lan_guard: Guard,
     wan_guard: Guard,
+    /// Binding requests to the provider's STUN server.
+    stun: crate::stun::StunProbe,
+    /// The public IP media was last told.
+    public_ip: Option<std::net::Ipv4Addr>,
+    /// The time of the last call into the core.
+    clock: Option<Instant>,
 }
 
 /// What the provider may send: it carries every phone's traffic.
@@ -252,6 +260,9 @@ impl B2bua {
             probes: HashMap::new(),
             lan_guard: Guard::new(lan_limit(settings.lan_rate_limit)),
             wan_guard: Guard::new(Some(WAN_LIMIT)),
+            stun: crate::stun::StunProbe::new(settings.stun_server),
+            public_ip: None,
+            clock: None,
             media,
             calls: Default::default(),
             relayed: HashMap::new(),
@@ -272,12 +283,20 @@ impl B2bua {
         self.lan_guard.set_limit(lan_limit(settings.lan_rate_limit));
         self.upstream
             .reconfigure(&settings.upstreams, settings.health_interval);
+        if settings.stun_server != self.stun.server() {
+            self.stun = crate::stun::StunProbe::new(settings.stun_server);
+            if let Some(now) = self.clock {
+                self.stun.start(now);
+            }
+        }
         self.settings = settings;
     }
 
     /// Starts the health checks of the provider's servers (when there are fallbacks to move
     /// to; a lone server has nowhere to fail over to).
     pub fn start(&mut self, now: Instant) {
+        self.clock = Some(now);
+        self.stun.start(now);
         if self.settings.upstreams.len() > 1 {
             self.upstream.start(now);
         }
@@ -321,6 +340,7 @@ impl B2bua {
             self.tx.poll_timeout(),
             self.keepalive_at,
             self.upstream.poll_timeout(),
+            self.stun.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -367,8 +387,17 @@ impl B2bua {
 
     /// Runs timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = Some(now);
         self.tx.handle_timeout(now);
         self.sweep_outside(now);
+        if let Some((server, bytes)) = self.stun.due(now) {
+            let peer = Peer {
+                side: Side::Wan,
+                addr: server,
+                reliable: false,
+            };
+            self.out.push_back((peer, bytes));
+        }
         let (due, switch) = self.upstream.due(now);
         for server in due {
             self.probe(now, server);
@@ -386,6 +415,7 @@ impl B2bua {
 
     /// Feeds a datagram received on `from`.
     pub fn receive(&mut self, now: Instant, bytes: &[u8], from: Peer) {
+        self.clock = Some(now);
         let allowed = match from.side {
             Side::Lan => self.settings.voice_net.contains(&from.addr.ip()),
             Side::Wan => self
@@ -406,6 +436,12 @@ impl B2bua {
         if let Err(why) = guard.admit(now, from.addr.ip(), bytes) {
             self.dropped += 1;
             tracing::debug!(from = %from.addr, ?why, "SIP refused before parsing");
+            return;
+        }
+        if from.side == Side::Wan && !from.reliable && crate::stun::is_stun(bytes) {
+            if let Some(mapped) = self.stun.on_message(from.addr, bytes) {
+                self.learn_mapping(mapped, "STUN");
+            }
             return;
         }
         if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
@@ -766,6 +802,26 @@ impl B2bua {
         }
     }
 
+    /// How the router maps the box's SIP socket, learned from `source`. Over UDP it is the
+    /// box's public SIP address; over TCP/TLS the connection's mapping differs, so only the
+    /// public IP (for media) is taken from STUN.
+    fn learn_mapping(&mut self, public: SocketAddr, source: &str) {
+        if self.settings.upstream_transport == Transport::Udp && self.public != Some(public) {
+            tracing::info!(%public, source, "public SIP address learned");
+            self.public = Some(public);
+        }
+        self.tell_media(public);
+    }
+
+    fn tell_media(&mut self, public: SocketAddr) {
+        if let IpAddr::V4(v4) = public.ip() {
+            if self.public_ip != Some(v4) {
+                self.public_ip = Some(v4);
+                self.media.public_address(v4);
+            }
+        }
+    }
+
     /// `received`/`rport` in our top Via tell how the provider sees us through the NAT.
     fn learn_public_address(&mut self, msg: &Message) {
         let Some(via) = msg.top_via() else { return };
@@ -780,12 +836,10 @@ impl B2bua {
         if let (Some(ip), Some(port)) = (ip, port) {
             let public = SocketAddr::new(ip, port);
             if self.public != Some(public) {
-                tracing::info!(%public, "public SIP address learned from the provider");
+                tracing::info!(%public, source = "the provider's Via", "public SIP address learned");
                 self.public = Some(public);
-                if let IpAddr::V4(v4) = ip {
-                    self.media.public_address(v4);
-                }
             }
+            self.tell_media(public);
         }
     }
 }

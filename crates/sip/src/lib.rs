@@ -9,6 +9,7 @@ pub mod name_addr;
 mod requests;
 mod service;
 mod stream;
+pub mod stun;
 pub mod transaction;
 pub mod upstream;
 pub use service::{SipHandle, SipService, SipState, Traced};

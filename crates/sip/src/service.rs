@@ -54,7 +54,10 @@ impl SipHandle {
     }
 
     fn publish(&self, inbound: bool, side: Side, peer: SocketAddr, bytes: &[u8]) {
-        if self.1.receiver_count() > 0 && bytes.iter().any(|b| !b"\r\n".contains(b)) {
+        if self.1.receiver_count() > 0
+            && bytes.iter().any(|b| !b"\r\n".contains(b))
+            && !crate::stun::is_stun(bytes)
+        {
             let _ = self.1.send(Traced {
                 at: std::time::SystemTime::now(),
                 inbound,
@@ -212,6 +215,28 @@ async fn settings(l: &Loaded) -> anyhow::Result<(Settings, Shell)> {
     let upstreams: Vec<SocketAddr> = located.iter().map(|l| l.addr).collect();
     let tls_names: HashMap<SocketAddr, String> =
         located.into_iter().map(|l| (l.addr, l.name)).collect();
+    // The STUN server: an address or a name (A only), port 3478 unless given.
+    let stun_server = match c
+        .sip
+        .stun_server
+        .clone()
+        .or_else(|| l.profile.sip.stun_server.clone())
+    {
+        Some(host) => {
+            let host = if host.contains(':') {
+                host
+            } else {
+                format!("{host}:3478")
+            };
+            let (found, failed) =
+                crate::locate::locate(&c.dns.upstreams, &[host], 3478, Transport::Udp).await;
+            for e in failed {
+                tracing::warn!(error = %e, "STUN server not found");
+            }
+            found.first().map(|l| l.addr)
+        }
+        None => None,
+    };
     let upstream = *upstreams
         .first()
         .ok_or_else(|| anyhow!("no SIP server found: {}", unresolved.join("; ")))?;
@@ -248,6 +273,7 @@ async fn settings(l: &Loaded) -> anyhow::Result<(Settings, Shell)> {
             provider_nets,
             keepalive: c.sip.keepalive_interval.0,
             lan_rate_limit: c.sip.rate_limit,
+            stun_server,
         },
         Shell {
             wan_device: device,

@@ -19,6 +19,7 @@ fn settings() -> Settings {
         provider_nets: vec!["198.51.100.0/24".parse().unwrap()],
         keepalive: Duration::from_secs(20),
         lan_rate_limit: 100,
+        stun_server: None,
     }
 }
 
@@ -341,4 +342,57 @@ fn a_lone_server_is_not_health_checked() {
     b.start(t0);
     b.handle_timeout(t0 + Duration::from_secs(60));
     assert!(sent(&mut b).iter().all(|(_, m)| !m.starts_with("OPTIONS")));
+}
+
+/// The box asks the provider's STUN server how the router maps its SIP socket, from start and
+/// every minute: the public address is known before any phone registers.
+#[test]
+fn the_public_address_comes_from_stun_before_any_registration() {
+    use stun_rs::attributes::stun::XorMappedAddress;
+    use stun_rs::methods::BINDING;
+    use stun_rs::{MessageClass, MessageDecoderBuilder, MessageEncoderBuilder, StunMessageBuilder};
+    let t0 = Instant::now();
+    let stun: SocketAddr = "198.51.100.10:3478".parse().unwrap();
+    let mut s = settings();
+    s.stun_server = Some(stun);
+    let mut b = B2bua::new(s, Box::new(NoMediaExpected));
+    assert_eq!(b.public_address(), None);
+    b.start(t0);
+    b.handle_timeout(t0);
+    let raw = |b: &mut B2bua| std::iter::from_fn(|| b.poll_transmit()).collect::<Vec<_>>();
+    let out = raw(&mut b);
+    let (peer, req) = out
+        .iter()
+        .find(|(p, _)| p.addr == stun)
+        .expect("a Binding request")
+        .clone();
+    assert_eq!(peer.side, Side::Wan);
+    let (msg, _) = MessageDecoderBuilder::default()
+        .build()
+        .decode(&req)
+        .unwrap();
+    let mapped: SocketAddr = "203.0.113.2:5060".parse().unwrap();
+    let answer = StunMessageBuilder::new(BINDING, MessageClass::SuccessResponse)
+        .with_transaction_id(*msg.transaction_id())
+        .with_attribute(XorMappedAddress::from(mapped))
+        .build();
+    let mut buf = [0u8; 64];
+    let n = MessageEncoderBuilder::default()
+        .build()
+        .encode(&mut buf, &answer)
+        .unwrap();
+    b.receive(
+        t0,
+        &buf[..n],
+        Peer {
+            side: Side::Wan,
+            addr: stun,
+            reliable: false,
+        },
+    );
+    assert_eq!(b.public_address(), Some(mapped));
+    assert!(raw(&mut b).is_empty(), "nothing answers a STUN response");
+    // The next probe a minute later.
+    b.handle_timeout(t0 + Duration::from_secs(60));
+    assert!(raw(&mut b).iter().any(|(p, _)| p.addr == stun));
 }

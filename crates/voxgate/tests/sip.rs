@@ -1238,3 +1238,47 @@ fn registration_over_tcp_from_the_phone_is_tied_to_its_connection() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The box learns its public SIP address from the provider's STUN server (coturn) before any
+/// phone has registered: the isp NAT's address and the port it maps the SIP socket to.
+#[test]
+fn public_address_from_the_provider_s_stun_server() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let mut cmd = lab.command(Node::Provider, "turnserver");
+    cmd.args([
+        "-n",
+        "--stun-only",
+        "--listening-ip",
+        "198.51.100.10",
+        "--listening-port",
+        "3478",
+        "--no-cli",
+        "--no-tls",
+        "--no-dtls",
+        "--log-file",
+        "stdout",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let _stun = lab.spawn(Node::Provider, cmd).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let b = running_box(&lab);
+    let t0 = std::time::Instant::now();
+    loop {
+        let v: Value =
+            serde_json::from_slice(&cli(&b.socket(), &["status", "--json"]).stdout).unwrap();
+        if v["sip"]["public_address"] == "203.0.113.2:5060" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no public address from STUN: {:#}\ndaemon:\n{}",
+            v["sip"],
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(b.log().contains("\"source\":\"STUN\""), "{}", b.log());
+}

@@ -37,6 +37,7 @@ fuzz_target!(|data: &[u8]| {
             provider_nets: vec!["198.51.100.0/24".parse().unwrap()],
             keepalive: Duration::from_secs(20),
             lan_rate_limit: 0,
+            stun_server: None,
         },
         Box::new(Echo),
     );

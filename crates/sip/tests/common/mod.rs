@@ -83,6 +83,7 @@ pub fn b2bua() -> (B2bua, Arc<Mutex<Recorded>>) {
         provider_nets: vec!["198.51.100.0/24".parse().unwrap()],
         keepalive: Duration::from_secs(20),
         lan_rate_limit: 100,
+        stun_server: None,
     };
     (B2bua::new(s, Box::new(Recorder(rec.clone()))), rec)
 }
