@@ -166,6 +166,16 @@ fn voxgate_cli(socket: &Path, args: &[&str]) -> Result<Value> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+/// How many entries `voxgate WHAT --json` lists, or why it failed.
+fn count_cli(socket: &Path, what: &str) -> String {
+    match voxgate_cli(socket, &[what, "--json"]) {
+        Ok(v) => v
+            .as_array()
+            .map_or("not a list".into(), |a| a.len().to_string()),
+        Err(e) => format!("(failed: {e:#})"),
+    }
+}
+
 fn start_voxgate(lab: &Lab, dir: &Path) -> Result<Server> {
     let cfg = dir.join("voxgate.yaml");
     std::fs::write(&cfg, config::LAB_CONFIG)?;
@@ -362,25 +372,19 @@ impl Server {
         matches!(self.process.wait_timeout(Duration::ZERO), Ok(None))
     }
     /// Calls the server still holds (voxgate only).
-    fn calls(&self) -> Option<usize> {
+    fn calls(&self) -> Option<String> {
         let s = self.socket.as_ref()?;
-        voxgate_cli(s, &["calls", "--json"])
-            .ok()?
-            .as_array()
-            .map(Vec::len)
+        Some(count_cli(s, "calls"))
     }
-    fn registrations(&self) -> Option<usize> {
+    fn registrations(&self) -> Option<String> {
         let s = self.socket.as_ref()?;
-        voxgate_cli(s, &["regs", "--json"])
-            .ok()?
-            .as_array()
-            .map(Vec::len)
+        Some(count_cli(s, "regs"))
     }
     /// Waits up to `limit` for the server to hold no call; returns what it still holds.
     fn wait_calls_freed(&self, limit: Duration) -> Option<usize> {
         let t0 = Instant::now();
         loop {
-            let n = self.calls()?;
+            let n = self.calls()?.parse().unwrap_or(usize::MAX);
             if n == 0 || t0.elapsed() > limit {
                 return Some(n);
             }
