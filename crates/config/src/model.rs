@@ -564,6 +564,10 @@ pub struct Media {
     pub wan_ports: PortRange,
     /// A call with no media in either direction for this long is ended (hold is respected).
     pub timeout: Duration,
+    /// How long a released port pair rests before another call gets it, so that late packets
+    /// of the old call never reach the new one. With `P` pairs per side, calls of `D` seconds
+    /// can be set up at `P / (D + quarantine)` per second at most.
+    pub port_quarantine: Duration,
 }
 
 impl Default for Media {
@@ -579,6 +583,7 @@ impl Default for Media {
                 last: 39999,
             },
             timeout: Duration::secs(60),
+            port_quarantine: Duration::secs(30),
         }
     }
 }

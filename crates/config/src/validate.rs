@@ -981,6 +981,13 @@ fn check_ports(cfg: &Config, out: &mut Vec<Issue>) {
                 ));
             }
         }
+        if cfg.media.port_quarantine.as_secs() > 300 {
+            out.push(issue(
+                Path::of(&["media", "port_quarantine"]),
+                format!("port quarantine {} is over 300s", cfg.media.port_quarantine),
+                "30s outlasts any late packet; longer only shrinks the pool",
+            ));
+        }
         if cfg.media.timeout.as_secs() == 0 {
             out.push(issue(
                 Path::of(&["media", "timeout"]),

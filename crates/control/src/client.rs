@@ -8,7 +8,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
-use crate::proto::{Envelope, Reply, Request, Response, MAX_LINE, PROTOCOL_VERSION};
+use crate::proto::{Envelope, Reply, Request, Response, MAX_REPLY, PROTOCOL_VERSION};
 
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +82,7 @@ async fn exchange(socket: &Path, request: Request) -> Result<Reply, ClientError>
     let (name, mut rd, _wr) = open(socket, request).await?;
     let mut answer = Vec::new();
     (&mut rd)
-        .take(MAX_LINE as u64)
+        .take(MAX_REPLY as u64)
         .read_until(b'\n', &mut answer)
         .await
         .map_err(|e| ClientError::Io(name.clone(), e))?;
@@ -121,7 +121,7 @@ pub async fn stream(
     loop {
         let mut answer = Vec::new();
         let n = (&mut rd)
-            .take(MAX_LINE as u64)
+            .take(MAX_REPLY as u64)
             .read_until(b'\n', &mut answer)
             .await
             .map_err(|e| ClientError::Io(name.clone(), e))?;

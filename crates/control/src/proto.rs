@@ -5,8 +5,14 @@ use serde::{Deserialize, Serialize};
 /// Version of the request/response protocol; bumped on incompatible changes.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Longest line either side accepts, so that a confused peer cannot exhaust memory.
+/// Longest request line the daemon accepts, so that a confused client cannot exhaust its
+/// memory.
 pub const MAX_LINE: usize = 1 << 20;
+
+/// Longest reply line a client accepts: a busy box's `calls` or `regs` runs to megabytes
+/// (thousands of calls, tens of thousands of registrations), and it is the operator's own
+/// daemon talking.
+pub const MAX_REPLY: usize = 256 << 20;
 
 /// What a client asks the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,6 +31,12 @@ impl Handler for Fixed {
                     sip: None,
                 })),
                 Request::Reload => Response::err("bad config", vec!["x.yaml:1:1: boom".into()]),
+                // A busy box: thousands of calls make a reply of several megabytes.
+                Request::Calls => Response::ok(Reply::Calls {
+                    calls: (0..5000)
+                        .map(|i| serde_json::json!({"key": format!("call-{i}"), "pad": "x".repeat(1000)}))
+                        .collect(),
+                }),
                 _ => Response::err("unsupported here", vec![]),
             }
         })
@@ -55,6 +61,10 @@ async fn requests_round_trip_and_errors_are_clear() {
 
     match request(&path, Request::Status, T).await.unwrap() {
         Reply::Status(s) => assert_eq!(s.site, "lab"),
+        other => panic!("{other:?}"),
+    }
+    match request(&path, Request::Calls, T).await.unwrap() {
+        Reply::Calls { calls } => assert_eq!(calls.len(), 5000, "a reply over 1 MiB is read whole"),
         other => panic!("{other:?}"),
     }
     match request(&path, Request::Reload, T).await {

@@ -65,6 +65,7 @@ impl MediaSettings {
             wan_ports: c.media.wan_ports,
             provider_networks,
             timeout: c.media.timeout.0,
+            quarantine: c.media.port_quarantine.0,
             ..MediaSettings::defaults()
         }
     }

@@ -147,6 +147,8 @@ pub struct B2bua {
     public_ip: Option<std::net::Ipv4Addr>,
     /// The time of the last call into the core.
     clock: Option<Instant>,
+    /// When lapsed subscriptions were last looked for.
+    pub(crate) last_sweep: Option<Instant>,
 }
 
 /// What the provider may send: it carries every phone's traffic.
@@ -263,6 +265,7 @@ impl B2bua {
             stun: crate::stun::StunProbe::new(settings.stun_server),
             public_ip: None,
             clock: None,
+            last_sweep: None,
             media,
             calls: Default::default(),
             relayed: HashMap::new(),

@@ -229,7 +229,8 @@ impl Calls {
             .remove(&(c.caller.side, c.caller.call_id.clone()));
         self.by_dialog
             .remove(&(c.callee.side, c.callee.call_id.clone()));
-        self.by_client.retain(|_, (cid, _)| *cid != id);
+        // Its client transactions still out leave `by_client` with their final response or
+        // timeout (and find no call then): no scan of every transaction per call.
         Some(c)
     }
 }

@@ -285,6 +285,14 @@ impl B2bua {
 
     /// Forgets subscriptions that lapsed and requests that were challenged and never retried.
     pub(crate) fn sweep_outside(&mut self, now: Instant) {
+        // At most once a second: it looks at every pair of dialogs.
+        if self
+            .last_sweep
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
         let lapsed: Vec<u64> = self
             .calls
             .calls

@@ -5,7 +5,8 @@
 //! INVITE server transactions: a 2xx is retransmitted until its ACK arrives (the ACK for a 2xx
 //! is end-to-end and carries its own branch, so it is matched by Call-ID and CSeq).
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -135,6 +136,8 @@ struct Server {
     deadline: Option<Instant>,
     call_id: String,
     cseq: u32,
+    /// Its entry in `server_keys`, removed with it.
+    key: Option<(String, String, String)>,
 }
 
 /// The transaction layer.
@@ -146,7 +149,23 @@ pub struct Transactions {
     servers: HashMap<ServerTx, Server>,
     /// (branch, sent-by, method) -> server transaction (ACK maps to INVITE).
     server_keys: HashMap<(String, String, String), ServerTx>,
+    /// INVITE server transactions that sent a 2xx, by (Call-ID, CSeq): the end-to-end ACK
+    /// finds its transaction here rather than by a scan of all of them.
+    accepted: HashMap<(String, u32), ServerTx>,
+    /// When each transaction's next timer fires (earliest first). Entries may be stale (the
+    /// transaction ended or its timer moved later); they are checked when they come up, so
+    /// [`Transactions::poll_timeout`] and [`Transactions::handle_timeout`] never walk every
+    /// transaction: at hundreds of calls per second thousands are alive (Timer J keeps a
+    /// non-INVITE server transaction for 32 s).
+    timers: BinaryHeap<Reverse<(Instant, TxKey)>>,
     out: VecDeque<Output>,
+}
+
+/// A transaction in the timer queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum TxKey {
+    Client(ClientTx),
+    Server(ServerTx),
 }
 
 impl Default for Transactions {
@@ -178,7 +197,34 @@ impl Transactions {
             client_keys: HashMap::new(),
             servers: HashMap::new(),
             server_keys: HashMap::new(),
+            accepted: HashMap::new(),
+            timers: BinaryHeap::new(),
             out: VecDeque::new(),
+        }
+    }
+
+    /// When `key`'s next timer fires (retransmission or end), if it has one.
+    fn next_timer(&self, key: TxKey) -> Option<Instant> {
+        match key {
+            TxKey::Client(id) => self
+                .clients
+                .get(&id)
+                .map(|c| c.retransmit.map_or(c.deadline, |r| r.0.min(c.deadline))),
+            TxKey::Server(id) => {
+                self.servers
+                    .get(&id)
+                    .and_then(|s| match (s.retransmit.map(|r| r.0), s.deadline) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    })
+            }
+        }
+    }
+
+    /// Queues `key`'s next timer (after its timers changed).
+    fn arm(&mut self, key: TxKey) {
+        if let Some(at) = self.next_timer(key) {
+            self.timers.push(Reverse((at, key)));
         }
     }
 
@@ -194,17 +240,7 @@ impl Transactions {
 
     /// When [`Transactions::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let c = self
-            .clients
-            .values()
-            .flat_map(|c| [c.retransmit.map(|r| r.0), Some(c.deadline)])
-            .flatten();
-        let s = self
-            .servers
-            .values()
-            .flat_map(|s| [s.retransmit.map(|r| r.0), s.deadline])
-            .flatten();
-        c.chain(s).min()
+        self.timers.peek().map(|Reverse((at, _))| *at)
     }
 
     /// Number of live transactions (for status and leak tests).
@@ -238,6 +274,7 @@ impl Transactions {
                 ack: None,
             },
         );
+        self.arm(TxKey::Client(id));
         self.out.push_back(Output::Transmit { to: peer, bytes });
         id
     }
@@ -273,6 +310,7 @@ impl Transactions {
                 s.state = ServerState::Accepted;
                 s.retransmit = unreliable.then_some((now + T1, T1));
                 s.deadline = Some(now + 64 * T1);
+                self.accepted.insert((s.call_id.clone(), s.cseq), tx);
             }
             (true, _) => {
                 s.state = ServerState::Completed;
@@ -285,6 +323,7 @@ impl Transactions {
                 s.deadline = Some(now + if unreliable { 64 * T1 } else { Duration::ZERO });
             }
         }
+        self.arm(TxKey::Server(tx));
     }
 
     /// Feeds a received message.
@@ -305,6 +344,7 @@ impl Transactions {
                     s.state = ServerState::Confirmed;
                     s.retransmit = None;
                     s.deadline = Some(now + if from.reliable { Duration::ZERO } else { T4 });
+                    self.arm(TxKey::Server(tx));
                 }
                 return; // the ACK of a non-2xx belongs to the transaction
             }
@@ -321,9 +361,11 @@ impl Transactions {
             // ACK for a 2xx: stop retransmitting the 2xx of the matching INVITE.
             let call_id = msg.call_id().unwrap_or_default();
             let cseq = msg.cseq().map(|c| c.cseq).unwrap_or(0);
-            for s in self.servers.values_mut() {
-                if s.state == ServerState::Accepted && s.call_id == call_id && s.cseq == cseq {
-                    s.retransmit = None;
+            if let Some(tx) = self.accepted.get(&(call_id, cseq)) {
+                if let Some(s) = self.servers.get_mut(tx) {
+                    if s.state == ServerState::Accepted {
+                        s.retransmit = None;
+                    }
                 }
             }
             self.out.push_back(Output::Ack { msg, from });
@@ -331,8 +373,8 @@ impl Transactions {
         }
         let id = ServerTx(self.id());
         let invite = method == Method::INVITE;
-        if let Some(k) = key {
-            self.server_keys.insert(k, id);
+        if let Some(k) = &key {
+            self.server_keys.insert(k.clone(), id);
         }
         self.servers.insert(
             id,
@@ -345,6 +387,7 @@ impl Transactions {
                 deadline: None,
                 call_id: msg.call_id().unwrap_or_default(),
                 cseq: msg.cseq().map(|c| c.cseq).unwrap_or(0),
+                key,
             },
         );
         if invite {
@@ -416,6 +459,7 @@ impl Transactions {
                 }
             }
         }
+        self.arm(TxKey::Client(tx));
     }
 
     fn remove_client(&mut self, tx: ClientTx) {
@@ -427,65 +471,92 @@ impl Transactions {
     }
 
     fn remove_server(&mut self, tx: ServerTx) {
-        self.servers.remove(&tx);
-        self.server_keys.retain(|_, v| *v != tx);
+        if let Some(s) = self.servers.remove(&tx) {
+            if let Some(k) = s.key {
+                if self.server_keys.get(&k) == Some(&tx) {
+                    self.server_keys.remove(&k);
+                }
+            }
+            let a = (s.call_id, s.cseq);
+            if self.accepted.get(&a) == Some(&tx) {
+                self.accepted.remove(&a);
+            }
+        }
     }
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let mut ended_c = Vec::new();
-        for (id, c) in self.clients.iter_mut() {
-            if now >= c.deadline {
-                if c.state != ClientState::Completed {
-                    self.out.push_back(Output::Timeout { tx: *id });
-                }
-                ended_c.push(*id);
-                continue;
+        let mut due = Vec::new();
+        while let Some(Reverse((at, key))) = self.timers.peek().copied() {
+            if at > now {
+                break;
             }
-            if let Some((at, interval)) = c.retransmit {
-                if now >= at {
-                    self.out.push_back(Output::Transmit {
-                        to: c.peer,
-                        bytes: c.request.to_bytes(),
-                    });
-                    let next = if c.invite {
-                        interval * 2
-                    } else {
-                        (interval * 2).min(T2)
-                    };
-                    c.retransmit = Some((now + next, next));
-                }
-            }
+            self.timers.pop();
+            due.push(key);
         }
-        for id in ended_c {
+        due.sort_unstable();
+        due.dedup();
+        for key in due {
+            match key {
+                TxKey::Client(id) => self.client_timers(now, id),
+                TxKey::Server(id) => self.server_timers(now, id),
+            }
+            // Still alive: queue its next timer (an entry that came up early re-arms here).
+            self.arm(key);
+        }
+    }
+
+    fn client_timers(&mut self, now: Instant, id: ClientTx) {
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if now >= c.deadline {
+            if c.state != ClientState::Completed {
+                self.out.push_back(Output::Timeout { tx: id });
+            }
             self.remove_client(id);
+            return;
         }
-        let mut ended_s = Vec::new();
-        for (id, s) in self.servers.iter_mut() {
-            if let Some(at) = s.deadline {
-                if now >= at {
-                    if s.state == ServerState::Completed && s.invite {
-                        tracing::warn!(call_id = %s.call_id, "no ACK for a final response (Timer H)");
-                    }
-                    ended_s.push(*id);
-                    continue;
-                }
-            }
-            if let Some((at, interval)) = s.retransmit {
-                if now >= at {
-                    if let Some(last) = &s.last_response {
-                        self.out.push_back(Output::Transmit {
-                            to: s.peer,
-                            bytes: last.clone(),
-                        });
-                    }
-                    let next = (interval * 2).min(T2);
-                    s.retransmit = Some((now + next, next));
-                }
+        if let Some((at, interval)) = c.retransmit {
+            if now >= at {
+                self.out.push_back(Output::Transmit {
+                    to: c.peer,
+                    bytes: c.request.to_bytes(),
+                });
+                let next = if c.invite {
+                    interval * 2
+                } else {
+                    (interval * 2).min(T2)
+                };
+                c.retransmit = Some((now + next, next));
             }
         }
-        for id in ended_s {
-            self.remove_server(id);
+    }
+
+    fn server_timers(&mut self, now: Instant, id: ServerTx) {
+        let Some(s) = self.servers.get_mut(&id) else {
+            return;
+        };
+        if let Some(at) = s.deadline {
+            if now >= at {
+                if s.state == ServerState::Completed && s.invite {
+                    tracing::warn!(call_id = %s.call_id, "no ACK for a final response (Timer H)");
+                }
+                self.remove_server(id);
+                return;
+            }
+        }
+        if let Some((at, interval)) = s.retransmit {
+            if now >= at {
+                if let Some(last) = &s.last_response {
+                    self.out.push_back(Output::Transmit {
+                        to: s.peer,
+                        bytes: last.clone(),
+                    });
+                }
+                let next = (interval * 2).min(T2);
+                s.retransmit = Some((now + next, next));
+            }
         }
     }
 }
