@@ -174,10 +174,44 @@ impl Default for Transactions {
     }
 }
 
+/// The transaction key of a message: its top Via's branch and sent-by. A request from an
+/// RFC 2543 element (no branch, or one without the `z9hG4bK` cookie) gets the key RFC 3261
+/// 17.2.3 prescribes for matching it instead: Request-URI, From tag, Call-ID, CSeq number and
+/// the whole top Via, which its retransmissions and the ACK of a non-2xx share.
 fn branch_of(msg: &Message) -> Option<(String, String)> {
     let via = msg.top_via()?;
-    let branch = via.params.get_val("branch")?.to_string();
-    Some((branch, format!("{:?}", via.sent_by)))
+    let sent_by = format!("{:?}", via.sent_by);
+    match via.params.get_val("branch") {
+        Some(b) if b.starts_with("z9hG4bK") => Some((b.to_string(), sent_by)),
+        _ => {
+            let MessageLine::Request(line) = &msg.line else {
+                return None;
+            };
+            let uri = format!(
+                "{}",
+                ezk_sip_types::print::AppendCtx::default_print_ctx(&line.uri)
+            );
+            let from_tag = msg
+                .headers
+                .get_raw(&Name::FROM)
+                .next()
+                .and_then(|f| crate::name_addr::parse(f))
+                .and_then(|f| f.tag().map(str::to_string))
+                .unwrap_or_default();
+            let via_text = msg
+                .headers
+                .get_raw(&Name::VIA)
+                .next()
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            let key = format!(
+                "rfc2543|{uri}|{from_tag}|{}|{}|{via_text}",
+                msg.call_id().unwrap_or_default(),
+                msg.cseq().map_or(0, |c| c.cseq)
+            );
+            Some((key, sent_by))
+        }
+    }
 }
 
 fn method_key(m: &Method) -> String {

@@ -299,3 +299,49 @@ fn unanswered_invite_failure_ends_by_timer_h() {
     assert!(sent.iter().all(|s| *s < Duration::from_secs(32)));
     assert!(t.is_empty());
 }
+
+/// An RFC 2543 phone (no branch): its INVITE's retransmission and the ACK of the error it
+/// got are matched to the transaction by RFC 3261 17.2.3's rule, not passed up again.
+#[test]
+fn requests_without_a_branch_are_matched_the_rfc_2543_way() {
+    let t0 = Instant::now();
+    let mut t = Transactions::new();
+    let invite = "INVITE sip:bob@198.51.100.10 SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.2:5060\nFrom: <sip:alice@example.com>;tag=old1\nTo: <sip:bob@example.com>\nCall-ID: old-call@192.0.2.2\nCSeq: 1 INVITE\nContent-Length: 0\n\n";
+    t.receive(t0, msg(invite), peer());
+    let out = drain(&mut t);
+    let tx = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Request { tx, .. } => Some(*tx),
+            _ => None,
+        })
+        .expect("the INVITE goes up once");
+    let busy = response(&msg(invite), 486, "Busy Here", Some("bx"));
+    t.respond(t0, tx, busy);
+    drain(&mut t);
+    // The retransmitted INVITE gets the 486 again and does not go up.
+    t.receive(t0 + ms(500), msg(invite), peer());
+    let out = drain(&mut t);
+    assert!(out.iter().all(|o| !matches!(o, Output::Request { .. })));
+    assert!(transmits(&out).iter().any(|m| m.starts_with("SIP/2.0 486")));
+    // Its ACK (same Via, From tag, Call-ID, CSeq number) ends the transaction's
+    // retransmissions and is not handed up as an end-to-end ACK.
+    let ack = invite
+        .replace("INVITE sip", "ACK sip")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+        .replace(
+            "To: <sip:bob@example.com>",
+            "To: <sip:bob@example.com>;tag=bx",
+        );
+    t.receive(t0 + ms(600), msg(&ack), peer());
+    let out = drain(&mut t);
+    assert!(
+        out.iter().all(|o| !matches!(o, Output::Ack { .. })),
+        "{out:?}"
+    );
+    t.handle_timeout(t0 + ms(2000));
+    assert!(
+        transmits(&drain(&mut t)).is_empty(),
+        "no 486 retransmission after the ACK"
+    );
+}
