@@ -87,6 +87,77 @@ pub(crate) enum State {
     Ended,
 }
 
+impl Leg {
+    /// The leg towards the party that sent `msg` (its dialog, with a new tag of ours).
+    pub(crate) fn of_request(
+        msg: &Message,
+        from: Peer,
+        from_na: &name_addr::NameAddr,
+        to_na: &name_addr::NameAddr,
+    ) -> Leg {
+        let contact = header(msg, Name::CONTACT).and_then(|v| name_addr::parse(&v));
+        Leg {
+            side: from.side,
+            call_id: msg.call_id().unwrap_or_default(),
+            local_tag: random_token(10),
+            remote_tag: from_na.tag().map(str::to_string),
+            local_uri: name_addr_text(to_na),
+            remote_uri: name_addr_text(from_na),
+            remote_target: contact
+                .map(|c| c.uri)
+                .unwrap_or_else(|| from_na.uri.clone()),
+            peer: from,
+            cseq: 0,
+        }
+    }
+
+    /// A new leg towards `peer` at `ruri`, with its own Call-ID and tag.
+    pub(crate) fn towards(peer: Peer, ruri: &str, local_uri: String, remote_uri: String) -> Leg {
+        Leg {
+            side: peer.side,
+            call_id: format!("{}@voxgate", random_token(20)),
+            local_tag: random_token(10),
+            remote_tag: None,
+            local_uri,
+            remote_uri,
+            remote_target: ruri.to_string(),
+            peer,
+            cseq: 1,
+        }
+    }
+}
+
+impl Call {
+    /// A pair of dialogs just opened (the request out, no answer yet).
+    pub(crate) fn early(
+        kind: Kind,
+        key: String,
+        from_na: &name_addr::NameAddr,
+        to_na: &name_addr::NameAddr,
+        caller: Leg,
+        callee: Leg,
+        now: Instant,
+    ) -> Call {
+        Call {
+            kind,
+            expires_at: None,
+            key,
+            from: from_na.uri.clone(),
+            to: to_na.uri.clone(),
+            caller,
+            callee,
+            state: State::Early,
+            started: now,
+            answered: None,
+            invite: None,
+            caller_invite: None,
+            ack: None,
+            early_answer: None,
+            end_reason: None,
+        }
+    }
+}
+
 impl State {
     fn name(self) -> &'static str {
         match self {
@@ -221,6 +292,23 @@ impl Calls {
             .collect();
         v.sort_by(|a, b| a.key.cmp(&b.key));
         v
+    }
+
+    /// A new id for a pair of dialogs.
+    pub(crate) fn next_id(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+
+    /// Records a new pair of dialogs: both legs by Call-ID, and the client transaction that
+    /// opened the far one.
+    pub(crate) fn open(&mut self, id: u64, ctx: ClientTx, purpose: Purpose, call: Call) {
+        self.by_dialog
+            .insert((call.caller.side, call.caller.call_id.clone()), id);
+        self.by_dialog
+            .insert((call.callee.side, call.callee.call_id.clone()), id);
+        self.by_client.insert(ctx, (id, purpose));
+        self.calls.insert(id, call);
     }
 
     pub(crate) fn remove(&mut self, id: u64) -> Option<Call> {
@@ -475,25 +563,12 @@ impl B2bua {
         let addrs = self.addrs();
         let from_na = header(msg, Name::FROM).and_then(|v| name_addr::parse(&v));
         let to_na = header(msg, Name::TO).and_then(|v| name_addr::parse(&v));
-        let contact = header(msg, Name::CONTACT).and_then(|v| name_addr::parse(&v));
         let (Some(from_na), Some(to_na)) = (from_na, to_na) else {
             self.tx
                 .respond(now, tx, response(msg, 400, "Bad From or To", None));
             return;
         };
-        let caller = Leg {
-            side: from.side,
-            call_id: msg.call_id().unwrap_or_default(),
-            local_tag: random_token(10),
-            remote_tag: from_na.tag().map(str::to_string),
-            local_uri: name_addr_text(&to_na),
-            remote_uri: name_addr_text(&from_na),
-            remote_target: contact
-                .map(|c| c.uri)
-                .unwrap_or_else(|| from_na.uri.clone()),
-            peer: from,
-            cseq: 0,
-        };
+        let caller = Leg::of_request(msg, from, &from_na, &to_na);
         let (callee_peer, callee_ruri, callee_from, callee_to) =
             match self.route(now, msg, from, &from_na, &to_na) {
                 Ok(r) => r,
@@ -504,17 +579,7 @@ impl B2bua {
                 }
             };
         let callee_side = callee_peer.side;
-        let callee = Leg {
-            side: callee_side,
-            call_id: format!("{}@voxgate", random_token(20)),
-            local_tag: random_token(10),
-            remote_tag: None,
-            local_uri: callee_from,
-            remote_uri: callee_to,
-            remote_target: callee_ruri.clone(),
-            peer: callee_peer,
-            cseq: 1,
-        };
+        let callee = Leg::towards(callee_peer, &callee_ruri, callee_from, callee_to);
         if !msg.body.is_empty() && !is_sdp(msg) {
             // The relay anchors media from SDP only (RFC 4475 invut).
             let mut r = response(msg, 415, "Unsupported Media Type", Some(&caller.local_tag));
@@ -522,8 +587,7 @@ impl B2bua {
             self.tx.respond(now, tx, r);
             return;
         }
-        self.calls.next += 1;
-        let id = self.calls.next;
+        let id = self.calls.next_id();
         let key = format!("call-{id}");
         let body = if is_sdp(msg) {
             match self.media.offer(&key, from.side, &msg.body) {
@@ -562,33 +626,15 @@ impl B2bua {
         };
         tracing::info!(%key, from = %from_na.uri, to = %callee_ruri, direction = ?from.side, "call");
         let ctx = self.tx.request(now, invite.clone(), callee_peer);
-        self.calls
-            .by_dialog
-            .insert((caller.side, caller.call_id.clone()), id);
-        self.calls
-            .by_dialog
-            .insert((callee.side, callee.call_id.clone()), id);
-        self.calls
-            .by_client
-            .insert(ctx, (id, Purpose::Invite { server: tx }));
-        self.calls.calls.insert(
+        let call = Call::early(Kind::Call, key, &from_na, &to_na, caller, callee, now);
+        self.calls.open(
             id,
+            ctx,
+            Purpose::Invite { server: tx },
             Call {
-                kind: Kind::Call,
-                expires_at: None,
-                key,
-                from: from_na.uri.clone(),
-                to: to_na.uri.clone(),
-                caller,
-                callee,
-                state: State::Early,
-                started: now,
-                answered: None,
                 invite: Some(invite),
                 caller_invite: Some((tx, msg.clone())),
-                ack: None,
-                early_answer: None,
-                end_reason: None,
+                ..call
             },
         );
     }

@@ -12,8 +12,7 @@ use ezk_sip_types::Name;
 
 use crate::b2bua::{copy_except, random_token, B2bua};
 use crate::call::{
-    build_request, header, name_addr_text, reason_of, relayed, Call, Kind, Leg, Purpose, State,
-    PER_LEG_RESPONSE,
+    build_request, header, reason_of, relayed, Call, Kind, Leg, Purpose, State, PER_LEG_RESPONSE,
 };
 use crate::message::{response, Message};
 use crate::name_addr;
@@ -65,31 +64,8 @@ impl B2bua {
                 return;
             }
         };
-        let contact = header(msg, Name::CONTACT).and_then(|v| name_addr::parse(&v));
-        let caller = Leg {
-            side: from.side,
-            call_id: msg.call_id().unwrap_or_default(),
-            local_tag: random_token(10),
-            remote_tag: from_na.tag().map(str::to_string),
-            local_uri: name_addr_text(&to_na),
-            remote_uri: name_addr_text(&from_na),
-            remote_target: contact
-                .map(|c| c.uri)
-                .unwrap_or_else(|| from_na.uri.clone()),
-            peer: from,
-            cseq: 0,
-        };
-        let callee = Leg {
-            side: peer.side,
-            call_id: format!("{}@voxgate", random_token(20)),
-            local_tag: random_token(10),
-            remote_tag: None,
-            local_uri: callee_from,
-            remote_uri: callee_to,
-            remote_target: ruri.clone(),
-            peer,
-            cseq: 1,
-        };
+        let caller = Leg::of_request(msg, from, &from_na, &to_na);
+        let callee = Leg::towards(peer, &ruri, callee_from, callee_to);
         let with_contact = creates_dialog(&method) || method == "NOTIFY";
         let Some(req) = build_request(
             &method,
@@ -108,8 +84,7 @@ impl B2bua {
             );
             return;
         };
-        self.calls.next += 1;
-        let id = self.calls.next;
+        let id = self.calls.next_id();
         let key = format!("{}-{id}", method.to_ascii_lowercase());
         let kind = if creates_dialog(&method) {
             Kind::Subscription
@@ -118,33 +93,16 @@ impl B2bua {
         };
         tracing::info!(%key, from = %from_na.uri, to = %ruri, direction = ?from.side, event = header(msg, Name::EVENT).unwrap_or_default(), "out-of-dialog request relayed");
         let ctx = self.tx.request(now, req.clone(), peer);
-        self.calls
-            .by_dialog
-            .insert((caller.side, caller.call_id.clone()), id);
-        self.calls
-            .by_dialog
-            .insert((callee.side, callee.call_id.clone()), id);
-        self.calls
-            .by_client
-            .insert(ctx, (id, Purpose::Outside { server: tx }));
-        self.calls.calls.insert(
+        let call = Call::early(kind, key, &from_na, &to_na, caller, callee, now);
+        self.calls.open(
             id,
+            ctx,
+            Purpose::Outside { server: tx },
             Call {
-                kind,
                 expires_at: Some(now + GRACE),
-                key,
-                from: from_na.uri.clone(),
-                to: to_na.uri.clone(),
-                caller,
-                callee,
-                state: State::Early,
-                started: now,
-                answered: None,
                 invite: Some(req),
                 caller_invite: Some((tx, msg.clone())),
-                ack: None,
-                early_answer: None,
-                end_reason: None,
+                ..call
             },
         );
     }
