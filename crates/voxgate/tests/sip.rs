@@ -503,6 +503,10 @@ fn register_phone_and_find_it(lab: &Lab, b: &Box_, idle: Duration) -> (String, S
                 "10.200.0.2",
                 "--orig-port-src",
                 "5060",
+                // Only the flow to the SIP server: the box's STUN probes from the same socket
+                // have a mapping of their own (another port with a fully-random NAT).
+                "--orig-port-dst",
+                "5060",
             ],
         )
         .unwrap();
@@ -737,6 +741,20 @@ fn provider_certificate(dir: &std::path::Path, ip: &str) -> (String, String, Str
     )
 }
 
+/// The provider's TLS front (OpenSSL, via socat) on 5061, passing to the sipp registrar's
+/// TCP port 5060 behind it.
+fn tls_front(lab: &Lab, cert: &str, key: &str) -> lab::LabProcess {
+    let mut cmd = lab.command(Node::Provider, "socat");
+    cmd.arg(format!(
+        "OPENSSL-LISTEN:5061,bind=198.51.100.10,reuseaddr,fork,cert={cert},key={key},verify=0"
+    ))
+    .arg("TCP:198.51.100.10:5060")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    lab.spawn(Node::Provider, cmd).unwrap()
+}
+
 fn registration_over_a_connection(transport: &str) {
     lab::require_root().unwrap();
     let lab = Lab::new().unwrap();
@@ -749,17 +767,7 @@ fn registration_over_a_connection(transport: &str) {
         ),
         _ => running_box_with(&lab, &format!("sip:\n  transport: {transport}\n")),
     };
-    let _tls = (transport == "tls").then(|| {
-        let mut cmd = lab.command(Node::Provider, "socat");
-        cmd.arg(format!(
-            "OPENSSL-LISTEN:5061,bind=198.51.100.10,reuseaddr,fork,cert={cert},key={key},verify=0"
-        ))
-        .arg("TCP:198.51.100.10:5060")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        lab.spawn(Node::Provider, cmd).unwrap()
-    });
+    let _tls = (transport == "tls").then(|| tls_front(&lab, &cert, &key));
     let log = b.dir.path().join("provider-messages.log");
     let mut cmd = lab.command(Node::Provider, "sipp");
     cmd.args([
@@ -833,15 +841,7 @@ fn tls_to_a_provider_with_an_untrusted_certificate_is_refused() {
         &lab,
         &format!("sip:\n  transport: tls\n  tls_ca_file: {other_ca}\n"),
     );
-    let mut cmd = lab.command(Node::Provider, "socat");
-    cmd.arg(format!(
-        "OPENSSL-LISTEN:5061,bind=198.51.100.10,reuseaddr,fork,cert={cert},key={key},verify=0"
-    ))
-    .arg("TCP:198.51.100.10:5060")
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let _tls = lab.spawn(Node::Provider, cmd).unwrap();
+    let _tls = tls_front(&lab, &cert, &key);
     std::thread::sleep(Duration::from_millis(300));
     // One REGISTER attempt: the box cannot reach the provider.
     let _ = sipp(&lab, Node::Phone, &REGISTER_PHONE, Duration::from_secs(3));
