@@ -333,6 +333,33 @@ pub(crate) fn is_sdp(msg: &Message) -> bool {
             .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("application/sdp"))
 }
 
+/// Whether the sender can take an SDP answer: no Accept header, or one naming
+/// `application/sdp`, `application/*` or `*/*` (an empty Accept accepts nothing, RFC 3261
+/// 20.1). An offer from one that cannot gets 406 (RFC 4475 sdp01).
+pub(crate) fn accepts_sdp(msg: &Message) -> bool {
+    let mut values = msg.headers.get_raw(&Name::ACCEPT).peekable();
+    if values.peek().is_none() {
+        return true;
+    }
+    values.flat_map(|v| v.split(',')).any(|range| {
+        let range = range.split(';').next().unwrap_or("").trim();
+        ["application/sdp", "application/*", "*/*"]
+            .iter()
+            .any(|ok| range.eq_ignore_ascii_case(ok))
+    })
+}
+
+/// 406 for an offer whose sender accepts no SDP answer, naming what the box can send.
+fn not_acceptable(msg: &Message, tag: &str) -> Message {
+    let mut r = response(msg, 406, "Not Acceptable", Some(tag));
+    r.headers.insert(Name::ACCEPT, "application/sdp");
+    r.headers.insert(
+        Name::WARNING,
+        "399 voxgate \"an SDP answer is the only one the box can give\"",
+    );
+    r
+}
+
 pub(crate) fn reason_of(msg: &Message) -> String {
     match &msg.line {
         MessageLine::Response(StatusLine {
@@ -585,6 +612,11 @@ impl B2bua {
             let mut r = response(msg, 415, "Unsupported Media Type", Some(&caller.local_tag));
             r.headers.insert(Name::ACCEPT, "application/sdp");
             self.tx.respond(now, tx, r);
+            return;
+        }
+        if is_sdp(msg) && !accepts_sdp(msg) {
+            self.tx
+                .respond(now, tx, not_acceptable(msg, &caller.local_tag));
             return;
         }
         let id = self.calls.next_id();
@@ -889,6 +921,15 @@ impl B2bua {
             let mut r = response(msg, 415, "Unsupported Media Type", Some(&tag));
             r.headers.insert(Name::ACCEPT, "application/sdp");
             self.tx.respond(now, tx, r);
+            return;
+        }
+        if sdp_offer && !accepts_sdp(msg) {
+            let tag = if c.caller.side == from {
+                c.caller.local_tag.clone()
+            } else {
+                c.callee.local_tag.clone()
+            };
+            self.tx.respond(now, tx, not_acceptable(msg, &tag));
             return;
         }
         let body = if sdp_offer {

@@ -536,6 +536,20 @@ fn refusals_and_pass_through_of_unknown_headers() {
     );
     assert!(r.starts_with("SIP/2.0 415"), "{r}");
     assert_eq!(header(&r, "Accept"), "application/sdp");
+    // RFC 4475 sdp01: an offer from one that accepts no SDP answer.
+    let with_accept = |branch: &str, call: &str, accept: &str| {
+        inv.replace("z9hG4bKr1", branch)
+            .replace("Call-ID: phone-call@", &format!("Call-ID: {call}@"))
+            .replacen("\r\n", &format!("\r\nAccept: {accept}\r\n"), 1)
+            .into_bytes()
+    };
+    let r = first(
+        &mut b,
+        with_accept("z9hG4bKa1", "acc1", "text/nobodyKnowsThis"),
+    );
+    assert!(r.starts_with("SIP/2.0 406"), "{r}");
+    assert_eq!(header(&r, "Accept"), "application/sdp");
+    assert!(header(&r, "Warning").starts_with("399 "), "{r}");
     let r = first(
         &mut b,
         b"OPTIONS sip:10.100.0.1 SIP/7.0\r\nVia: SIP/2.0/UDP 10.100.0.50:5070;branch=z9hG4bKv7\r\nFrom: <sip:1001@10.100.0.1>;tag=v\r\nTo: <sip:10.100.0.1>\r\nCall-ID: v7\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n".to_vec(),
@@ -569,4 +583,29 @@ fn refusals_and_pass_through_of_unknown_headers() {
     );
     let busy = to(&sent(&mut b), phone()).remove(0);
     assert_eq!(header(&busy, "X-Queue-Position"), "3");
+    // Offers from senders that accept SDP one way or another are relayed.
+    for (i, accept) in ["text/html, Application/SDP;level=1", "application/*", "*/*"]
+        .into_iter()
+        .enumerate()
+    {
+        let bytes = with_accept(
+            &format!("z9hG4bKa{}", i + 2),
+            &format!("acc{}", i + 2),
+            accept,
+        );
+        b.receive(t0, &bytes, phone());
+        let out = sent(&mut b);
+        assert!(
+            to(&out, phone())
+                .iter()
+                .all(|m| m.starts_with("SIP/2.0 100 ")),
+            "{accept}: {out:?}"
+        );
+        assert!(
+            to(&out, provider())
+                .iter()
+                .any(|m| m.starts_with("INVITE ")),
+            "{accept}: {out:?}"
+        );
+    }
 }
