@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::b2bua::{copy_except, random_token, B2bua};
 use crate::message::{parse, response, Message};
 use crate::name_addr;
+use crate::replaces::{self, Replaces};
 use crate::transaction::{ClientTx, Peer, ServerTx, Side};
 
 /// Headers a request does not carry across the B2BUA: those naming transport, routing or
@@ -255,6 +256,28 @@ pub(crate) struct Calls {
 }
 
 impl Calls {
+    /// The dialog a phone or the provider names (a `Replaces` received on `from`'s side) as
+    /// the party on the box's other leg of the same call knows it: that leg's Call-ID, the
+    /// far party's tag as `to-tag` and the box's as `from-tag`. `None` for a dialog the box
+    /// does not hold (left as written).
+    pub(crate) fn other_leg(&self, from: Side, r: &Replaces) -> Option<Replaces> {
+        let c = &self.calls[self.by_dialog.get(&(from, r.call_id.clone()))?];
+        let (near, far) = if c.caller.side == from {
+            (&c.caller, &c.callee)
+        } else {
+            (&c.callee, &c.caller)
+        };
+        if near.local_tag != r.to_tag || near.remote_tag.as_deref() != Some(r.from_tag.as_str()) {
+            return None;
+        }
+        Some(Replaces {
+            call_id: far.call_id.clone(),
+            to_tag: far.remote_tag.clone()?,
+            from_tag: far.local_tag.clone(),
+            rest: r.rest.clone(),
+        })
+    }
+
     pub(crate) fn owns(&self, tx: ClientTx) -> bool {
         self.by_client.contains_key(&tx)
     }
@@ -543,6 +566,9 @@ impl B2bua {
         msg: &Message,
         from: Peer,
     ) -> bool {
+        // Dialogs named in Replaces / Refer-To are the other leg's on the far side.
+        let mapped = replaces::map_message(msg, &|r| self.calls.other_leg(from.side, r));
+        let msg = mapped.as_ref().unwrap_or(msg);
         let method = msg.method().cloned().expect("request");
         let call_id = msg.call_id().unwrap_or_default();
         let existing = self
