@@ -511,12 +511,10 @@ impl B2bua {
         let method = msg.method().cloned().expect("request");
         // Extensions a proxy must support (none here), or that an OPTIONS answered here would
         // have to: 420 with what is unsupported (RFC 3261 8.2.2.3).
-        let unsupported = msg
-            .headers
-            .get_raw(&Name::PROXY_REQUIRE)
+        let unsupported = crate::message::values(&msg.headers, &Name::PROXY_REQUIRE)
             .chain(
                 (method == Method::OPTIONS)
-                    .then(|| msg.headers.get_raw(&Name::REQUIRE))
+                    .then(|| crate::message::values(&msg.headers, &Name::REQUIRE))
                     .into_iter()
                     .flatten(),
             )
@@ -529,9 +527,7 @@ impl B2bua {
             self.tx.respond(now, tx, r);
             return;
         }
-        let max_forwards = msg
-            .headers
-            .get_raw(&Name::MAX_FORWARDS)
+        let max_forwards = crate::message::values(&msg.headers, &Name::MAX_FORWARDS)
             .next()
             .and_then(|v| v.trim().parse::<u32>().ok());
         if max_forwards == Some(0) && method != Method::OPTIONS {
@@ -559,9 +555,7 @@ impl B2bua {
     }
 
     fn relay_register(&mut self, now: Instant, tx: ServerTx, msg: Message, from: Peer) {
-        let to = msg
-            .headers
-            .get_raw(&Name::TO)
+        let to = crate::message::values(&msg.headers, &Name::TO)
             .next()
             .map(|v| v.to_string())
             .unwrap_or_default();
@@ -574,9 +568,7 @@ impl B2bua {
                 .respond(now, tx, response(&msg, 400, "Bad To", None));
             return;
         };
-        let contact = msg
-            .headers
-            .get_raw(&Name::CONTACT)
+        let contact = crate::message::values(&msg.headers, &Name::CONTACT)
             .next()
             .map(|v| v.to_string());
         let phone_contact = contact.as_deref().and_then(name_addr::parse);
@@ -622,9 +614,7 @@ impl B2bua {
                 random_token(16)
             ),
         );
-        let mf = msg
-            .headers
-            .get_raw(&Name::MAX_FORWARDS)
+        let mf = crate::message::values(&msg.headers, &Name::MAX_FORWARDS)
             .next()
             .and_then(|v| v.trim().parse::<u32>().ok())
             .unwrap_or(70);
@@ -689,9 +679,7 @@ impl B2bua {
             let sw = self.upstream.answered(now, p.upstream, code);
             self.switched(sw);
         }
-        let to_tag = msg
-            .headers
-            .get_raw(&Name::TO)
+        let to_tag = crate::message::values(&msg.headers, &Name::TO)
             .next()
             .and_then(|v| name_addr::parse(v))
             .and_then(|n| n.tag().map(str::to_string))
@@ -708,15 +696,12 @@ impl B2bua {
         if let Some(reg) = reg {
             if (200..300).contains(&code) {
                 // Our contact's granted expiry becomes the phone's.
-                let granted = msg
-                    .headers
-                    .get_raw(&Name::CONTACT)
+                let granted = crate::message::values(&msg.headers, &Name::CONTACT)
                     .filter_map(|v| name_addr::parse(v))
                     .find(|c| c.uri.contains(&reg.token))
                     .and_then(|c| c.param("expires").and_then(|e| e.parse::<u64>().ok()))
                     .or_else(|| {
-                        msg.headers
-                            .get_raw(&Name::EXPIRES)
+                        crate::message::values(&msg.headers, &Name::EXPIRES)
                             .next()
                             .and_then(|e| e.trim().parse().ok())
                     });

@@ -347,7 +347,9 @@ impl Calls {
 }
 
 pub(crate) fn header(msg: &Message, name: Name) -> Option<String> {
-    msg.headers.get_raw(&name).next().map(|v| v.to_string())
+    crate::message::values(&msg.headers, &name)
+        .next()
+        .map(|v| v.to_string())
 }
 
 pub(crate) fn is_sdp(msg: &Message) -> bool {
@@ -360,7 +362,7 @@ pub(crate) fn is_sdp(msg: &Message) -> bool {
 /// `application/sdp`, `application/*` or `*/*` (an empty Accept accepts nothing, RFC 3261
 /// 20.1). An offer from one that cannot gets 406 (RFC 4475 sdp01).
 pub(crate) fn accepts_sdp(msg: &Message) -> bool {
-    let mut values = msg.headers.get_raw(&Name::ACCEPT).peekable();
+    let mut values = crate::message::values(&msg.headers, &Name::ACCEPT).peekable();
     if values.peek().is_none() {
         return true;
     }
@@ -841,7 +843,7 @@ impl B2bua {
         if let Some(inv) = &c.invite {
             let mut h = ezk_sip_types::Headers::new();
             for name in [Name::VIA, Name::FROM, Name::TO, Name::CALL_ID, Name::ROUTE] {
-                for v in inv.headers.get_raw(&name) {
+                for v in crate::message::values(&inv.headers, &name) {
                     h.insert(name.clone(), v.clone());
                 }
             }
@@ -1052,12 +1054,13 @@ impl B2bua {
                     return;
                 };
                 let key = c.key.clone();
-                let (tag, other_side, near) = match req.headers.get_raw(&Name::CALL_ID).next() {
-                    Some(cid) if cid.as_str() == c.caller.call_id => {
-                        (c.caller.local_tag.clone(), c.callee.side, c.caller.peer)
-                    }
-                    _ => (c.callee.local_tag.clone(), c.caller.side, c.callee.peer),
-                };
+                let (tag, other_side, near) =
+                    match crate::message::values(&req.headers, &Name::CALL_ID).next() {
+                        Some(cid) if cid.as_str() == c.caller.call_id => {
+                            (c.caller.local_tag.clone(), c.callee.side, c.caller.peer)
+                        }
+                        _ => (c.callee.local_tag.clone(), c.caller.side, c.callee.peer),
+                    };
                 let mut r = response(&req, code, &reason_of(&msg), Some(&tag));
                 copy_except(&msg.headers, &mut r.headers, PER_LEG_RESPONSE);
                 if other_side == Side::Lan {

@@ -124,11 +124,15 @@ fn is_scanner(bytes: &[u8]) -> bool {
         .position(|w| w == b"\r\n\r\n")
         .unwrap_or(bytes.len());
     let head = &bytes[..head_end];
+    const NAME: &[u8] = b"user-agent";
     head.split(|b| *b == b'\n').any(|line| {
-        let line = String::from_utf8_lossy(line).to_ascii_lowercase();
-        line.strip_prefix("user-agent")
-            .map(|r| r.trim_start())
-            .and_then(|r| r.strip_prefix(':'))
+        // Only the User-Agent line is copied and lowercased (every message passes here).
+        if line.len() < NAME.len() || !line[..NAME.len()].eq_ignore_ascii_case(NAME) {
+            return false;
+        }
+        let line = String::from_utf8_lossy(&line[NAME.len()..]).to_ascii_lowercase();
+        line.trim_start()
+            .strip_prefix(':')
             .is_some_and(|ua| SCANNERS.iter().any(|s| ua.contains(s)))
     })
 }

@@ -191,16 +191,12 @@ fn branch_of(msg: &Message) -> Option<(String, String)> {
                 "{}",
                 ezk_sip_types::print::AppendCtx::default_print_ctx(&line.uri)
             );
-            let from_tag = msg
-                .headers
-                .get_raw(&Name::FROM)
+            let from_tag = crate::message::values(&msg.headers, &Name::FROM)
                 .next()
                 .and_then(|f| crate::name_addr::parse(f))
                 .and_then(|f| f.tag().map(str::to_string))
                 .unwrap_or_default();
-            let via_text = msg
-                .headers
-                .get_raw(&Name::VIA)
+            let via_text = crate::message::values(&msg.headers, &Name::VIA)
                 .next()
                 .map(|v| v.to_string())
                 .unwrap_or_default();
@@ -600,15 +596,15 @@ impl Transactions {
 /// the response.
 pub fn ack_for(invite: &Message, resp: &Message) -> Message {
     let mut headers = ezk_sip_types::Headers::new();
-    if let Some(v) = invite.headers.get_raw(&Name::VIA).next() {
+    if let Some(v) = crate::message::values(&invite.headers, &Name::VIA).next() {
         headers.insert(Name::VIA, v.clone());
     }
     for name in [Name::FROM, Name::CALL_ID, Name::ROUTE] {
-        for v in invite.headers.get_raw(&name) {
+        for v in crate::message::values(&invite.headers, &name) {
             headers.insert(name.clone(), v.clone());
         }
     }
-    for v in resp.headers.get_raw(&Name::TO) {
+    for v in crate::message::values(&resp.headers, &Name::TO) {
         headers.insert(Name::TO, v.clone());
     }
     let n = invite.cseq().map(|c| c.cseq).unwrap_or(1);
