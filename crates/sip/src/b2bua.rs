@@ -865,6 +865,13 @@ impl Hider {
         while let Some(start) = rest.find(|c: char| c.is_ascii_digit()) {
             out.push_str(&rest[..start]);
             let run = &rest[start..];
+            // `%40` (an escaped '@', as in Refer-To's `?Replaces=id%4010.100.0.50`): the
+            // escape's two digits are not part of an address.
+            if out.ends_with('%') && run.len() > 2 && run.as_bytes()[1].is_ascii_digit() {
+                out.push_str(&run[..2]);
+                rest = &run[2..];
+                continue;
+            }
             let len = run
                 .find(|c: char| !(c.is_ascii_digit() || c == '.'))
                 .unwrap_or(run.len());

@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::b2bua::{copy_except, random_token, B2bua};
 use crate::message::{parse, response, Message};
 use crate::name_addr;
+use crate::replaces::{self, Replaces};
 use crate::transaction::{ClientTx, Peer, ServerTx, Side};
 
 /// Headers a request does not carry across the B2BUA: those naming transport, routing or
@@ -255,6 +256,28 @@ pub(crate) struct Calls {
 }
 
 impl Calls {
+    /// The dialog a phone or the provider names (a `Replaces` received on `from`'s side) as
+    /// the party on the box's other leg of the same call knows it: that leg's Call-ID, the
+    /// far party's tag as `to-tag` and the box's as `from-tag`. `None` for a dialog the box
+    /// does not hold (left as written).
+    pub(crate) fn other_leg(&self, from: Side, r: &Replaces) -> Option<Replaces> {
+        let c = &self.calls[self.by_dialog.get(&(from, r.call_id.clone()))?];
+        let (near, far) = if c.caller.side == from {
+            (&c.caller, &c.callee)
+        } else {
+            (&c.callee, &c.caller)
+        };
+        if near.local_tag != r.to_tag || near.remote_tag.as_deref() != Some(r.from_tag.as_str()) {
+            return None;
+        }
+        Some(Replaces {
+            call_id: far.call_id.clone(),
+            to_tag: far.remote_tag.clone()?,
+            from_tag: far.local_tag.clone(),
+            rest: r.rest.clone(),
+        })
+    }
+
     pub(crate) fn owns(&self, tx: ClientTx) -> bool {
         self.by_client.contains_key(&tx)
     }
@@ -331,6 +354,33 @@ pub(crate) fn is_sdp(msg: &Message) -> bool {
     !msg.body.is_empty()
         && header(msg, Name::CONTENT_TYPE)
             .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("application/sdp"))
+}
+
+/// Whether the sender can take an SDP answer: no Accept header, or one naming
+/// `application/sdp`, `application/*` or `*/*` (an empty Accept accepts nothing, RFC 3261
+/// 20.1). An offer from one that cannot gets 406 (RFC 4475 sdp01).
+pub(crate) fn accepts_sdp(msg: &Message) -> bool {
+    let mut values = msg.headers.get_raw(&Name::ACCEPT).peekable();
+    if values.peek().is_none() {
+        return true;
+    }
+    values.flat_map(|v| v.split(',')).any(|range| {
+        let range = range.split(';').next().unwrap_or("").trim();
+        ["application/sdp", "application/*", "*/*"]
+            .iter()
+            .any(|ok| range.eq_ignore_ascii_case(ok))
+    })
+}
+
+/// 406 for an offer whose sender accepts no SDP answer, naming what the box can send.
+fn not_acceptable(msg: &Message, tag: &str) -> Message {
+    let mut r = response(msg, 406, "Not Acceptable", Some(tag));
+    r.headers.insert(Name::ACCEPT, "application/sdp");
+    r.headers.insert(
+        Name::WARNING,
+        "399 voxgate \"an SDP answer is the only one the box can give\"",
+    );
+    r
 }
 
 pub(crate) fn reason_of(msg: &Message) -> String {
@@ -516,6 +566,9 @@ impl B2bua {
         msg: &Message,
         from: Peer,
     ) -> bool {
+        // Dialogs named in Replaces / Refer-To are the other leg's on the far side.
+        let mapped = replaces::map_message(msg, &|r| self.calls.other_leg(from.side, r));
+        let msg = mapped.as_ref().unwrap_or(msg);
         let method = msg.method().cloned().expect("request");
         let call_id = msg.call_id().unwrap_or_default();
         let existing = self
@@ -585,6 +638,11 @@ impl B2bua {
             let mut r = response(msg, 415, "Unsupported Media Type", Some(&caller.local_tag));
             r.headers.insert(Name::ACCEPT, "application/sdp");
             self.tx.respond(now, tx, r);
+            return;
+        }
+        if is_sdp(msg) && !accepts_sdp(msg) {
+            self.tx
+                .respond(now, tx, not_acceptable(msg, &caller.local_tag));
             return;
         }
         let id = self.calls.next_id();
@@ -889,6 +947,15 @@ impl B2bua {
             let mut r = response(msg, 415, "Unsupported Media Type", Some(&tag));
             r.headers.insert(Name::ACCEPT, "application/sdp");
             self.tx.respond(now, tx, r);
+            return;
+        }
+        if sdp_offer && !accepts_sdp(msg) {
+            let tag = if c.caller.side == from {
+                c.caller.local_tag.clone()
+            } else {
+                c.callee.local_tag.clone()
+            };
+            self.tx.respond(now, tx, not_acceptable(msg, &tag));
             return;
         }
         let body = if sdp_offer {

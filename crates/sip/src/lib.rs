@@ -6,6 +6,7 @@ pub mod guard;
 pub mod locate;
 pub mod message;
 pub mod name_addr;
+mod replaces;
 mod requests;
 mod service;
 mod stream;

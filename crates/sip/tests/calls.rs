@@ -536,6 +536,20 @@ fn refusals_and_pass_through_of_unknown_headers() {
     );
     assert!(r.starts_with("SIP/2.0 415"), "{r}");
     assert_eq!(header(&r, "Accept"), "application/sdp");
+    // RFC 4475 sdp01: an offer from one that accepts no SDP answer.
+    let with_accept = |branch: &str, call: &str, accept: &str| {
+        inv.replace("z9hG4bKr1", branch)
+            .replace("Call-ID: phone-call@", &format!("Call-ID: {call}@"))
+            .replacen("\r\n", &format!("\r\nAccept: {accept}\r\n"), 1)
+            .into_bytes()
+    };
+    let r = first(
+        &mut b,
+        with_accept("z9hG4bKa1", "acc1", "text/nobodyKnowsThis"),
+    );
+    assert!(r.starts_with("SIP/2.0 406"), "{r}");
+    assert_eq!(header(&r, "Accept"), "application/sdp");
+    assert!(header(&r, "Warning").starts_with("399 "), "{r}");
     let r = first(
         &mut b,
         b"OPTIONS sip:10.100.0.1 SIP/7.0\r\nVia: SIP/2.0/UDP 10.100.0.50:5070;branch=z9hG4bKv7\r\nFrom: <sip:1001@10.100.0.1>;tag=v\r\nTo: <sip:10.100.0.1>\r\nCall-ID: v7\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n".to_vec(),
@@ -569,4 +583,117 @@ fn refusals_and_pass_through_of_unknown_headers() {
     );
     let busy = to(&sent(&mut b), phone()).remove(0);
     assert_eq!(header(&busy, "X-Queue-Position"), "3");
+    // Offers from senders that accept SDP one way or another are relayed.
+    for (i, accept) in ["text/html, Application/SDP;level=1", "application/*", "*/*"]
+        .into_iter()
+        .enumerate()
+    {
+        let bytes = with_accept(
+            &format!("z9hG4bKa{}", i + 2),
+            &format!("acc{}", i + 2),
+            accept,
+        );
+        b.receive(t0, &bytes, phone());
+        let out = sent(&mut b);
+        assert!(
+            to(&out, phone())
+                .iter()
+                .all(|m| m.starts_with("SIP/2.0 100 ")),
+            "{accept}: {out:?}"
+        );
+        assert!(
+            to(&out, provider())
+                .iter()
+                .any(|m| m.starts_with("INVITE ")),
+            "{accept}: {out:?}"
+        );
+    }
+}
+
+/// Sets up an answered outbound call with Call-ID `call@10.100.0.50` (phone tag `ph1`, the
+/// provider's tag `pv-call`); returns the INVITE the provider got and the box's To (with its
+/// LAN tag) as the phone saw it.
+fn answered_call(b: &mut B2bua, t0: Instant, call: &str) -> (String, String) {
+    let inv = String::from_utf8(invite(&format!("z9hG4bK{call}"), 1))
+        .unwrap()
+        .replace("phone-call@", &format!("{call}@"));
+    b.receive(t0, inv.as_bytes(), phone());
+    let up = to(&sent(b), provider()).remove(0);
+    b.receive(
+        t0,
+        &answer(
+            &up,
+            "200 OK",
+            &format!("pv-{call}"),
+            "Contact: <sip:bob@198.51.100.10:5060>\r\n",
+            PSDP,
+        ),
+        provider(),
+    );
+    let ok = to(&sent(b), phone()).remove(0);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    (up, header(&ok, "To").to_string())
+}
+
+/// Attended transfer: the phone's REFER names its second call's LAN dialog in
+/// `Refer-To: ...?Replaces=`; the provider gets the same call's WAN dialog (its own Call-ID and
+/// tags), and an INVITE with Replaces from the provider reaches the phone with the LAN one.
+#[test]
+fn replaces_names_the_far_legs_dialog_in_both_directions() {
+    let t0 = Instant::now();
+    let (mut b, _) = b2bua();
+    let (_, to1) = answered_call(&mut b, t0, "first");
+    let (up2, to2) = answered_call(&mut b, t0, "second");
+    let box_lan_tag2 = to2.split("tag=").nth(1).unwrap();
+    let wan_call_id2 = header(&up2, "Call-ID");
+    let box_wan_tag2 = header(&up2, "From").split("tag=").nth(1).unwrap();
+
+    let refer_to = format!(
+        "<sip:1003@198.51.100.10?Replaces=second%4010.100.0.50%3Bto-tag%3D{box_lan_tag2}%3Bfrom-tag%3Dph1>"
+    );
+    let refer = String::from_utf8(phone_request(
+        "REFER",
+        &to1,
+        3,
+        &format!("Refer-To: {refer_to}\r\nContact: <sip:1001@10.100.0.50:5070>\r\n"),
+    ))
+    .unwrap()
+    .replace("phone-call@", "first@");
+    b.receive(t0, refer.as_bytes(), phone());
+    let up = to(&sent(&mut b), provider()).remove(0);
+    assert!(up.starts_with("REFER "), "{up}");
+    let expected = format!(
+        "<sip:1003@198.51.100.10?Replaces={}%3Bto-tag%3Dpv-second%3Bfrom-tag%3D{box_wan_tag2}>",
+        wan_call_id2.replace('@', "%40")
+    );
+    assert_eq!(header(&up, "Refer-To"), expected);
+    assert!(!up.contains("10.100.0."), "{up}");
+
+    // A dialog the box does not hold passes as written (apart from hiding).
+    let unknown = refer
+        .replace("branch=z9hG4bKp3", "branch=z9hG4bKp4")
+        .replace("CSeq: 3 REFER", "CSeq: 4 REFER")
+        .replace(box_lan_tag2, "not-ours");
+    b.receive(t0, unknown.as_bytes(), phone());
+    let up = to(&sent(&mut b), provider()).remove(0);
+    assert!(
+        header(&up, "Refer-To").contains("to-tag%3Dnot-ours"),
+        "{up}"
+    );
+
+    // The provider replaces the second call with a new one: the phone hears of its own dialog.
+    let contact = register_phone(&mut b, t0);
+    let from_provider = format!(
+        "INVITE {contact} SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.10:5060;branch=z9hG4bKrep\r\nFrom: <sip:1003@198.51.100.10>;tag=pv-new\r\nTo: <sip:1001@198.51.100.10>\r\nCall-ID: replacing@198.51.100.10\r\nCSeq: 1 INVITE\r\nContact: <sip:1003@198.51.100.10:5060>\r\nReplaces: {wan_call_id2};to-tag={box_wan_tag2};from-tag=pv-second;early-only\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{PSDP}",
+        PSDP.len()
+    );
+    b.receive(t0, from_provider.as_bytes(), provider());
+    let down = to(&sent(&mut b), phone())
+        .into_iter()
+        .find(|m| m.starts_with("INVITE "))
+        .expect("INVITE to the phone");
+    assert_eq!(
+        header(&down, "Replaces"),
+        format!("second@10.100.0.50;to-tag=ph1;from-tag={box_lan_tag2};early-only")
+    );
 }

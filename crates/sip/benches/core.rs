@@ -1,0 +1,166 @@
+//! Benchmark (not a test) of the B2BUA core alone: no sockets, no media relay, a fake clock.
+//! Each call is a phone's INVITE, the provider's 180 and 200, the phone's ACK and BYE, the
+//! provider's 200 to the BYE: 6 datagrams in, 7 out (100 Trying to the phone included), the
+//! work the daemon's SIP thread does per call apart from system calls and the relay.
+//!
+//! ```sh
+//! cargo bench -p voxgate-sip --bench core -- [calls]
+//! # instructions per call, repeatable on a busy machine:
+//! valgrind --tool=callgrind target/release/deps/core-* 2000
+//! ```
+//!
+//! Prints wall time per call and calls per second of one core.
+
+use std::time::{Duration, Instant};
+
+use sip::b2bua::{B2bua, MediaControl, Settings, Transport};
+use sip::transaction::{Peer, Side};
+
+/// The relay's SDP rewriting is measured in crates/media; here offers pass unchanged.
+struct PassThrough;
+
+impl MediaControl for PassThrough {
+    fn offer(&mut self, _: &str, _: Side, sdp: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(sdp.to_vec())
+    }
+    fn answer(&mut self, _: &str, _: Side, sdp: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(sdp.to_vec())
+    }
+    fn release(&mut self, _: &str) {}
+    fn public_address(&mut self, _: std::net::Ipv4Addr) {}
+}
+
+const SDP: &str = "v=0\r\no=- 1 1 IN IP4 10.100.0.50\r\ns=-\r\nc=IN IP4 10.100.0.50\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n";
+
+fn phone() -> Peer {
+    Peer {
+        side: Side::Lan,
+        addr: "10.100.0.50:5070".parse().unwrap(),
+        reliable: false,
+    }
+}
+
+fn provider() -> Peer {
+    Peer {
+        side: Side::Wan,
+        addr: "198.51.100.10:5060".parse().unwrap(),
+        reliable: false,
+    }
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+    msg.split("\r\n")
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
+        .unwrap_or_else(|| panic!("no {name} in\n{msg}"))
+}
+
+/// The provider's answer to `req` (a sipp UAS's shape).
+fn answer(req: &str, status: &str, body: &str) -> Vec<u8> {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for name in ["Via", "From", "Call-ID", "CSeq"] {
+        out += &format!("{name}: {}\r\n", header(req, name));
+    }
+    let to = header(req, "To");
+    let to = if to.contains(";tag=") {
+        to.to_string()
+    } else {
+        format!("{to};tag=pv8812")
+    };
+    out += &format!("To: {to}\r\nContact: <sip:bob@198.51.100.10:5060>\r\n");
+    if !body.is_empty() {
+        out += "Content-Type: application/sdp\r\n";
+    }
+    out += &format!("Content-Length: {}\r\n\r\n{body}", body.len());
+    out.into_bytes()
+}
+
+/// Everything the box has to send: (to the phone, to the provider).
+fn drain(b: &mut B2bua) -> (Vec<String>, Vec<String>) {
+    let mut out = (Vec::new(), Vec::new());
+    while let Some((p, m)) = b.poll_transmit() {
+        let m = String::from_utf8(m).unwrap();
+        if p == phone() {
+            out.0.push(m)
+        } else {
+            out.1.push(m)
+        }
+    }
+    out
+}
+
+/// One call; returns the number of datagrams the box sent.
+fn call(b: &mut B2bua, now: Instant, n: u64) -> usize {
+    let call_id = format!("{n}-4242@10.100.0.50");
+    let invite = format!(
+        "INVITE sip:01632960123@198.51.100.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.100.0.50:5070;branch=z9hG4bK-{n}-1;rport\r\nFrom: \"Reception\" <sip:1001@10.100.0.50:5070>;tag={n}\r\nTo: <sip:01632960123@198.51.100.10>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:1001@10.100.0.50:5070>\r\nMax-Forwards: 70\r\nUser-Agent: Yealink SIP-T46U 108.86.0.45\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, REFER, NOTIFY, INFO, UPDATE, PRACK\r\nSupported: replaces, timer\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
+        SDP.len()
+    );
+    b.receive(now, invite.as_bytes(), phone());
+    let (down, mut up) = drain(b);
+    let mut out = down.len() + up.len();
+    let up = up.remove(0);
+    b.receive(now, &answer(&up, "180 Ringing", ""), provider());
+    let sdp = SDP.replace("10.100.0.50", "198.51.100.10");
+    b.receive(now, &answer(&up, "200 OK", &sdp), provider());
+    let (down, ack) = drain(b);
+    out += down.len() + ack.len();
+    let ok = down.last().expect("200 to the phone");
+    let box_to = header(ok, "To");
+    let contact = header(ok, "Contact")
+        .trim_start_matches('<')
+        .trim_end_matches('>');
+    let in_dialog = |method: &str, cseq: u32, branch: &str| {
+        format!("{method} {contact} SIP/2.0\r\nVia: SIP/2.0/UDP 10.100.0.50:5070;branch=z9hG4bK-{n}-{branch};rport\r\nFrom: \"Reception\" <sip:1001@10.100.0.50:5070>;tag={n}\r\nTo: {box_to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+    };
+    b.receive(now, in_dialog("ACK", 1, "2").as_bytes(), phone());
+    b.receive(now, in_dialog("BYE", 2, "3").as_bytes(), phone());
+    let (down, mut up) = drain(b);
+    out += down.len() + up.len();
+    let bye = up.pop().expect("BYE upstream");
+    b.receive(now, &answer(&bye, "200 OK", ""), provider());
+    let (down, up) = drain(b);
+    out + down.len() + up.len()
+}
+
+fn main() {
+    let calls: u64 = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20_000);
+    let settings = Settings {
+        lan: "10.100.0.1:5060".parse().unwrap(),
+        wan: "10.200.0.2:5060".parse().unwrap(),
+        upstreams: vec!["198.51.100.10:5060".parse().unwrap()],
+        health_interval: Duration::from_secs(30),
+        domain: "198.51.100.10".into(),
+        upstream_transport: Transport::Udp,
+        voice_net: "10.100.0.0/24".parse().unwrap(),
+        provider_nets: vec!["198.51.100.0/24".parse().unwrap()],
+        keepalive: Duration::from_secs(20),
+        lan_rate_limit: 0,
+        stun_server: None,
+    };
+    let mut b = B2bua::new(settings, Box::new(PassThrough));
+    let t0 = Instant::now();
+    b.start(t0);
+    let mut now = t0;
+    let mut datagrams = 0;
+    let start = Instant::now();
+    for n in 0..calls {
+        // 1000 calls a second of fake time: the transaction timers run as they would.
+        now += Duration::from_millis(1);
+        datagrams += call(&mut b, now, n);
+        if n % 1000 == 999 {
+            b.handle_timeout(now);
+            while b.poll_transmit().is_some() {}
+        }
+    }
+    let took = start.elapsed();
+    assert_eq!(datagrams as u64, calls * 7, "datagrams sent per call");
+    let per_call = took / calls as u32;
+    println!(
+        "{calls} calls through the B2BUA core: {per_call:?} per call, {:.0} calls/s on one core (13 datagrams each)",
+        calls as f64 / took.as_secs_f64()
+    );
+}
