@@ -568,7 +568,29 @@ pub struct Media {
     /// of the old call never reach the new one. With `P` pairs per side, calls of `D` seconds
     /// can be set up at `P / (D + quarantine)` per second at most.
     pub port_quarantine: Duration,
+    /// Whether established streams are moved into the kernel: once both ends of a stream are
+    /// latched, the box's nftables rewrite and forward its RTP without waking the relay
+    /// (RTCP stays in the relay). `auto` uses it when nftables allows, else user space.
+    pub kernel_path: KernelPath,
 }
+
+/// Whether the media relay may forward established streams in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelPath {
+    /// In the kernel when nftables and the permissions allow, else in user space (logged).
+    #[default]
+    Auto,
+    /// Every packet through the relay process.
+    Off,
+}
+
+/// Packet marks (`meta mark`) the media relay's kernel path puts on the datagrams it
+/// forwards, so that the firewall's forward chain can let exactly those through:
+/// `mark & MEDIA_MARK_MASK == MEDIA_MARK`.
+pub const MEDIA_MARK: u32 = 0x7660_0000;
+/// See [`MEDIA_MARK`]; the bits outside the mask number the forwarded directions.
+pub const MEDIA_MARK_MASK: u32 = 0xfff0_0000;
 
 impl Default for Media {
     fn default() -> Self {
@@ -584,6 +606,7 @@ impl Default for Media {
             },
             timeout: Duration::secs(60),
             port_quarantine: Duration::secs(30),
+            kernel_path: KernelPath::Auto,
         }
     }
 }

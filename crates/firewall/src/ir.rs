@@ -86,6 +86,13 @@ pub enum Match {
     Icmp(Vec<&'static str>),
     /// ICMPv6 types.
     Icmpv6(Vec<&'static str>),
+    /// The packet mark, masked: `meta mark & mask == value`.
+    Mark {
+        /// Bits compared.
+        mask: u32,
+        /// Their wanted value.
+        value: u32,
+    },
 }
 
 /// A statement: what a matching packet gets.
@@ -258,6 +265,7 @@ impl Match {
             Match::CtState(s) => format!("ct state {}", s.join(",")),
             Match::Icmp(t) => format!("icmp type {}", list(t, |s| s.to_string())),
             Match::Icmpv6(t) => format!("icmpv6 type {}", list(t, |s| s.to_string())),
+            Match::Mark { mask, value } => format!("meta mark & {mask:#010x} == {value:#010x}"),
         }
     }
 
@@ -287,6 +295,11 @@ impl Match {
             Match::CtState(s) => m(json!({"ct": {"key": "state"}}), json!(s), "in"),
             Match::Icmp(t) => m(payload("icmp", "type"), strs_json(t), "=="),
             Match::Icmpv6(t) => m(payload("icmpv6", "type"), strs_json(t), "=="),
+            Match::Mark { mask, value } => m(
+                json!({"&": [{"meta": {"key": "mark"}}, mask]}),
+                json!(value),
+                "==",
+            ),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use config::model::WanMode;
+use config::model::{KernelPath, WanMode, MEDIA_MARK, MEDIA_MARK_MASK};
 use config::profile::Protocol;
 use config::types::PortRange;
 use config::Loaded;
@@ -689,6 +689,20 @@ fn assemble(
     input.extend(tail("input", log));
 
     let mut forward = common_head("forward", false);
+    if c.media.enabled && c.media.kernel_path == KernelPath::Auto {
+        // Untracked (notrack) datagrams, so after the conntrack rules: only the media relay's
+        // own kernel path sets this mark, on RTP of streams it has latched on both sides.
+        forward.push(Rule {
+            matches: vec![Match::Mark {
+                mask: MEDIA_MARK_MASK,
+                value: MEDIA_MARK,
+            }],
+            stmts: vec![Stmt::Counter, Stmt::Accept],
+            comment:
+                "latched RTP the media relay forwards in the kernel [config media.kernel_path]"
+                    .into(),
+        });
+    }
     forward.extend(b.forward);
     forward.extend(tail("forward", log));
 

@@ -3,12 +3,20 @@
 //! NAT, to the provider namespace, which answers comedia-style. Relays, same lab, same run:
 //!
 //! - `direct`: no relay, the box only routes (the baseline for added latency);
-//! - `voxgate`: this crate's shell in its own process (this binary with `--relay-child`);
+//! - `voxgate`: this crate's shell in its own process (this binary with `--relay-child`),
+//!   every packet in user space (`media.kernel_path: off`);
+//! - `voxgate-kernel`: the same with the kernel path (nftables forwards latched RTP);
 //! - `rtpengine`: Debian's rtpengine in userspace mode (`--table=-1`), driven over ng.
 //!
 //! Reports loss per direction, the relay process's CPU (summed over its threads from
 //! `/proc/PID/task/*/schedstat`) per stream and per packet, and one-way latency (p50/p99,
-//! and p99 added over `direct`). Needs root (network namespaces):
+//! and p99 added over `direct`). The kernel path's work happens in softirq context, charged to
+//! whichever task the packet arrives in (here mostly the generator's sender, as veth delivers
+//! in the sender's context; this kernel has no IRQ time accounting), so the relay process's
+//! CPU alone says little about it: `sys_us/pkt` is the CPU of the whole machine's share —
+//! generator + relay (with its `nft` children) + ksoftirqd — per packet, and `added/strm`
+//! is that minus the `direct` run's, per stream: the comparable cost of relaying.
+//! Needs root (network namespaces):
 //!
 //! ```sh
 //! cargo bench -p voxgate-media --bench relay -- --streams 100,400 --seconds 10
@@ -42,14 +50,15 @@ fn main() -> Result<()> {
     };
     let threads: usize = arg("--threads", "1").parse()?;
     if args.iter().any(|a| a == "--relay-child") {
-        return relay_child(arg("--relay-child", "1").parse()?, threads);
+        let kernel = args.iter().any(|a| a == "--kernel");
+        return relay_child(arg("--relay-child", "1").parse()?, threads, kernel);
     }
     let streams: Vec<usize> = arg("--streams", "100,400")
         .split(',')
         .map(str::parse)
         .collect::<Result<_, _>>()?;
     let measure = Duration::from_secs(arg("--seconds", "10").parse()?);
-    let relays = arg("--relays", "direct,voxgate,rtpengine");
+    let relays = arg("--relays", "direct,voxgate,voxgate-kernel,rtpengine");
 
     lab::require_root()?;
     let lab = Lab::new()?;
@@ -77,7 +86,7 @@ fn main() -> Result<()> {
         ],
     )?;
     println!(
-        "{:<10} {:>7} {:>9} {:>9} {:>8} {:>10} {:>11} {:>11} {:>9} {:>9} {:>10}",
+        "{:<14} {:>7} {:>9} {:>9} {:>8} {:>10} {:>11} {:>11} {:>9} {:>9} {:>10} {:>11} {:>11}",
         "relay",
         "streams",
         "loss_up%",
@@ -88,16 +97,26 @@ fn main() -> Result<()> {
         "strm/core",
         "p50_us",
         "p99_us",
-        "added_p99"
+        "added_p99",
+        "sys_us/pkt",
+        "added/strm%"
     );
     for &n in &streams {
         let mut direct_p99 = None;
+        let mut direct_sys = None;
         let mut per_stream = Vec::new();
+        let mut added = Vec::new();
         for relay in relays.split(',') {
             let r = run(&lab, relay, n, measure, threads)
                 .with_context(|| format!("{relay} with {n} streams"))?;
             if relay == "direct" {
                 direct_p99 = Some(r.p99);
+                direct_sys = Some(r.sys_ns);
+            }
+            let added_share = direct_sys
+                .map(|d| (r.sys_ns as f64 - d as f64) / measure.as_nanos() as f64 / n as f64);
+            if let Some(a) = added_share.filter(|_| relay != "direct") {
+                added.push((relay.to_string(), a));
             }
             let cpu = r.cpu_ns.map(|ns| ns as f64 / measure.as_nanos() as f64);
             let packets = r.window_packets as f64;
@@ -108,7 +127,7 @@ fn main() -> Result<()> {
                 per_stream.push((relay.to_string(), s));
             }
             println!(
-                "{:<10} {:>7} {:>9.3} {:>9.3} {:>8} {:>10} {:>11} {:>11} {:>9} {:>9} {:>10}",
+                "{:<14} {:>7} {:>9.3} {:>9.3} {:>8} {:>10} {:>11} {:>11} {:>9} {:>9} {:>10} {:>11.2} {:>11}",
                 relay,
                 n,
                 loss(r.up),
@@ -120,14 +139,25 @@ fn main() -> Result<()> {
                 r.p50,
                 r.p99,
                 direct_p99.map_or("-".into(), |d| (r.p99 as i64 - d as i64).to_string()),
+                r.sys_ns as f64 / 1000.0 / packets,
+                show(added_share.filter(|_| relay != "direct").map(|a| a * 100.0), 4),
             );
         }
         let share = |name: &str| per_stream.iter().find(|(r, _)| r == name).map(|x| x.1);
         if let (Some(v), Some(e)) = (share("voxgate"), share("rtpengine")) {
             println!(
-                "{n} streams: voxgate carries {:.2}x rtpengine's streams per core",
+                "{n} streams: voxgate carries {:.2}x rtpengine's streams per core (relay process CPU)",
                 e / v
             );
+        }
+        let cost = |name: &str| added.iter().find(|(r, _)| r == name).map(|x| x.1);
+        for v in ["voxgate", "voxgate-kernel"] {
+            if let (Some(v_cost), Some(e)) = (cost(v), cost("rtpengine")) {
+                println!(
+                    "{n} streams: {v} carries {:.2}x rtpengine's streams per core (added machine CPU over direct)",
+                    e / v_cost
+                );
+            }
         }
     }
     Ok(())
@@ -146,6 +176,8 @@ struct Outcome {
     up: (u64, u64),
     dn: (u64, u64),
     cpu_ns: Option<u64>,
+    /// CPU over the window of generator + relay (+ its reaped children) + ksoftirqd.
+    sys_ns: u64,
     /// Packets (both directions) sent during the measured window and received.
     window_packets: u64,
     p50: u64,
@@ -166,7 +198,8 @@ fn run(lab: &Lab, relay: &str, n: usize, measure: Duration, threads: usize) -> R
                 .collect(),
             process: None,
         },
-        "voxgate" => voxgate(lab, n, threads)?,
+        "voxgate" => voxgate(lab, n, threads, false)?,
+        "voxgate-kernel" => voxgate(lab, n, threads, true)?,
         "rtpengine" => rtpengine(lab, n)?,
         other => bail!("unknown relay {other}"),
     };
@@ -225,8 +258,11 @@ fn m_port(sdp: &[u8]) -> Result<u16> {
 }
 
 /// Runs this binary in the box as the voxgate relay with `n` calls set up.
-fn voxgate(lab: &Lab, n: usize, threads: usize) -> Result<Target> {
+fn voxgate(lab: &Lab, n: usize, threads: usize, kernel: bool) -> Result<Target> {
     let mut cmd = lab.command(Node::Box, std::env::current_exe()?);
+    if kernel {
+        cmd.arg("--kernel");
+    }
     cmd.args(["--relay-child", &n.to_string()])
         .args(["--threads", &threads.to_string()])
         .stdin(Stdio::piped())
@@ -254,13 +290,19 @@ fn voxgate(lab: &Lab, n: usize, threads: usize) -> Result<Target> {
 }
 
 /// The `--relay-child` mode: voxgate's shell with `n` calls, until stdin closes.
-fn relay_child(n: usize, threads: usize) -> Result<()> {
+fn relay_child(n: usize, threads: usize, kernel: bool) -> Result<()> {
     let loaded = config::load_str(std::path::Path::new("lab.yaml"), config::LAB_CONFIG, &[])
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let media = MediaHandle::new();
     let mut settings = MediaSettings::from_loaded(&loaded);
     settings.threads = threads;
+    settings.kernel_path = if kernel {
+        config::model::KernelPath::Auto
+    } else {
+        config::model::KernelPath::Off
+    };
     media.start(settings)?;
+    let started = Instant::now();
     media.set_public_address(Some(addr::ISP_WAN));
     let mut out = std::io::stdout().lock();
     for i in 0..n {
@@ -269,9 +311,24 @@ fn relay_child(n: usize, threads: usize) -> Result<()> {
         let to_lan = media.answer(&id, Side::Wan, &sdp(addr::PROVIDER, provider_port(i)))?;
         writeln!(out, "{}", m_port(&to_lan)?)?;
     }
+    eprintln!(
+        "relay child: {n} calls set up in {:.1} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
     writeln!(out, "ready")?;
     out.flush()?;
     std::io::stdin().read_to_end(&mut Vec::new())?;
+    if kernel {
+        let snap = media.snapshot();
+        let inside = snap
+            .iter()
+            .filter(|c| c.streams.iter().any(|s| s.kernel))
+            .count();
+        eprintln!(
+            "relay child: {inside} of {} calls in the kernel at the end",
+            snap.len()
+        );
+    }
     media.stop();
     Ok(())
 }
@@ -410,6 +467,46 @@ fn cpu_ns(pid: u32) -> u64 {
         .sum()
 }
 
+/// CPU of `pid`'s reaped children (utime + stime in /proc/PID/stat), in nanoseconds.
+fn children_ns(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    let Some(rest) = stat.rsplit_once(')').map(|x| x.1) else {
+        return 0;
+    };
+    // Fields after the name: state is #3; cutime #16, cstime #17.
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [13, 14]
+        .iter()
+        .filter_map(|&i| f.get(i)?.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    ticks * 1_000_000_000 / hz
+}
+
+/// CPU of the ksoftirqd threads, in nanoseconds.
+fn ksoftirqd_ns() -> u64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    procs
+        .flatten()
+        .filter(|p| {
+            std::fs::read_to_string(p.path().join("comm")).is_ok_and(|c| c.starts_with("ksoftirqd"))
+        })
+        .filter_map(|p| std::fs::read_to_string(p.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The machine's CPU spent on the traffic: this process (generator), the relay with its
+/// reaped children, ksoftirqd.
+fn sys_ns(pid: Option<u32>) -> u64 {
+    cpu_ns(std::process::id()) + pid.map_or(0, |p| cpu_ns(p) + children_ns(p)) + ksoftirqd_ns()
+}
+
 #[derive(Default)]
 struct Tally {
     sent: u64,
@@ -471,8 +568,10 @@ async fn generate(
     }
     tokio::time::sleep_until(start + WARMUP).await;
     let cpu0 = pid.map(cpu_ns);
+    let sys0 = sys_ns(pid);
     tokio::time::sleep_until(end).await;
     let cpu1 = pid.map(cpu_ns);
+    let sys1 = sys_ns(pid);
     tokio::time::sleep(DRAIN).await;
     tasks.abort_all();
     let take = |t: &Arc<Mutex<Tally>>| {
@@ -492,6 +591,7 @@ async fn generate(
         up: (up.0, up.1),
         dn: (dn.0, dn.1),
         cpu_ns: cpu0.zip(cpu1).map(|(a, b)| b - a),
+        sys_ns: sys1.saturating_sub(sys0),
         window_packets: all.len() as u64,
         p50: pct(0.50),
         p99: pct(0.99),

@@ -26,6 +26,8 @@
 
 #![warn(missing_docs)]
 
+mod kernel;
+mod nft;
 pub mod packet;
 mod ports;
 mod relay;

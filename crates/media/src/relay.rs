@@ -471,6 +471,23 @@ impl Relay {
             .collect()
     }
 
+    /// Every open stream, by id.
+    pub(crate) fn streams(&self) -> HashMap<u64, SharedStream> {
+        self.calls
+            .values()
+            .flat_map(|c| c.slots.iter().flatten())
+            .map(|s| (lock(s).id(), s.clone()))
+            .collect()
+    }
+
+    /// The open streams of a call.
+    pub(crate) fn call_streams(&self, call_id: &str) -> Vec<SharedStream> {
+        self.calls
+            .get(call_id)
+            .map(|c| c.slots.iter().flatten().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Handles a datagram that reached the box's `port` (RTP or RTCP) on `side`: the sans-IO
     /// entry point for drivers that do not keep a stream per socket.
     pub fn on_packet(
@@ -515,6 +532,7 @@ impl Relay {
             self.policy.clone(),
             now,
         )));
+        lock(&stream).set_addresses(self.addresses);
         self.by_port.insert((Side::Lan, lan_port), stream.clone());
         self.by_port.insert((Side::Wan, wan_port), stream.clone());
         Ok(Opened {

@@ -3,6 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use config::model::KernelPath;
 use config::types::PortRange;
 use config::Loaded;
 use ipnet::{IpNet, Ipv4Net};
@@ -47,6 +48,13 @@ pub struct MediaSettings {
     pub tos: u8,
     /// Threads moving packets, each a single-threaded runtime with its share of the streams.
     pub threads: usize,
+    /// Whether established streams are forwarded by the kernel (nftables) when possible.
+    pub kernel_path: KernelPath,
+    /// RTP packets the relay sees from each latched peer before the kernel takes the stream
+    /// over (default 50, a second of audio: payload types and a loss baseline are known).
+    pub kernel_after_packets: u64,
+    /// A peer silent this long brings its stream back from the kernel (default 5 s).
+    pub kernel_idle: Duration,
 }
 
 impl MediaSettings {
@@ -66,6 +74,7 @@ impl MediaSettings {
             provider_networks,
             timeout: c.media.timeout.0,
             quarantine: c.media.port_quarantine.0,
+            kernel_path: c.media.kernel_path,
             ..MediaSettings::defaults()
         }
     }
@@ -92,6 +101,9 @@ impl MediaSettings {
             relatch_after: Duration::from_secs(2),
             tos: TOS_EF,
             threads: 1,
+            kernel_path: KernelPath::Auto,
+            kernel_after_packets: 50,
+            kernel_idle: Duration::from_secs(5),
         }
     }
 }

@@ -14,9 +14,16 @@ use tokio::runtime::Handle;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use config::model::KernelPath as KernelMode;
+
+use crate::kernel::{self, Change, Flow, Offloader};
+use crate::nft::{Done, KernelPath};
 use crate::relay::{lock, CallReport, MediaEvent, Relay};
-use crate::stream::{SharedStream, Socket};
+use crate::stream::{KernelRules, SharedStream, Socket, KERNEL_READ_EVERY};
 use crate::{sys, MediaError, MediaSettings, Side};
+
+/// How long a call's end waits for the kernel to hand back its streams' final counters.
+const KERNEL_SYNC_LIMIT: Duration = Duration::from_secs(2);
 
 /// How often silent calls are looked for; timeouts are whole seconds, so this is plenty.
 const TICK: Duration = Duration::from_millis(500);
@@ -73,6 +80,15 @@ struct Running {
     tasks: HashMap<u64, Tasks>,
     /// Streams are spread over the workers by id; the ticker runs on the first.
     workers: Vec<Worker>,
+    /// The kernel path, when configured and available.
+    kernel: Option<Kernel>,
+}
+
+/// The kernel path of a running relay: its I/O and its sans-IO bookkeeping.
+struct Kernel {
+    path: KernelPath,
+    offloader: Offloader,
+    rules: KernelRules,
 }
 
 impl Running {
@@ -80,6 +96,117 @@ impl Running {
         for id in ids {
             self.tasks.remove(id);
         }
+    }
+
+    /// Takes what the nft thread reported, then moves streams into or out of the kernel as
+    /// they now want; with `read`, asks for fresh counters too.
+    fn sync_kernel(&mut self, now: Instant, read: bool) {
+        self.take_kernel_reports(now);
+        let Some(k) = self.kernel.as_mut() else {
+            return;
+        };
+        let streams = self.relay.streams();
+        let mut wanted: Vec<(u64, Option<Flow>)> = streams
+            .iter()
+            .map(|(&id, s)| (id, lock(s).kernel_flow(now, k.rules)))
+            .collect();
+        wanted.sort_unstable_by_key(|(id, _)| *id);
+        let changes = k.offloader.plan(now, &wanted);
+        for c in &changes {
+            match *c {
+                Change::Install { id, flow, .. } => {
+                    tracing::debug!(stream = id, lan = %flow.peers[0], wan = %flow.peers[1], "stream forwarded in the kernel");
+                    if let Some(s) = streams.get(&id) {
+                        lock(s).set_offloaded();
+                    }
+                }
+                Change::Withdraw { id, .. } => {
+                    tracing::debug!(stream = id, "stream back in user space");
+                }
+            }
+        }
+        k.path.apply(changes);
+        if read && k.offloader.installed() > 0 {
+            k.path.read();
+        }
+    }
+
+    /// Applies the nft thread's reports to the streams.
+    fn take_kernel_reports(&mut self, now: Instant) {
+        let Some(k) = self.kernel.as_mut() else {
+            return;
+        };
+        let done = k.path.take_done();
+        if done.is_empty() {
+            return;
+        }
+        let streams = self.relay.streams();
+        for d in done {
+            match d {
+                Done::Failed { id, error } => {
+                    tracing::warn!(stream = id, error = %error, "media kernel path: nftables refused a stream; it stays in user space");
+                    k.offloader.failed(now, id);
+                    if let Some(s) = streams.get(&id) {
+                        lock(s).kernel_withdrawn(now, [None, None]);
+                    }
+                }
+                Done::Withdrawn { id, finals } => {
+                    k.offloader.withdrawn(id);
+                    if let Some(s) = streams.get(&id) {
+                        lock(s).kernel_withdrawn(now, finals);
+                    }
+                }
+                Done::Counters(c) => {
+                    for (&id, s) in &streams {
+                        if !k.offloader.is_installed(id) && !k.offloader.is_withdrawing(id) {
+                            continue;
+                        }
+                        let mut s = lock(s);
+                        for side in [Side::Lan, Side::Wan] {
+                            if let Some(&(p, b)) = c.get(&kernel::counter(id, side)) {
+                                s.kernel_counts(now, side, p, b);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes `streams` out of the kernel and waits for their final counters (a call ends).
+    fn withdraw_now(&mut self, now: Instant, streams: &[SharedStream]) {
+        let Some(k) = self.kernel.as_mut() else {
+            return;
+        };
+        let ids: Vec<u64> = streams.iter().map(|s| lock(s).id()).collect();
+        if !ids
+            .iter()
+            .any(|&id| k.offloader.is_installed(id) || k.offloader.is_withdrawing(id))
+        {
+            return;
+        }
+        let changes: Vec<Change> = ids
+            .iter()
+            .filter_map(|&id| k.offloader.withdraw(id))
+            .collect();
+        k.path.apply(changes);
+        if !k.path.sync(KERNEL_SYNC_LIMIT) {
+            tracing::warn!("media kernel path: nft did not answer in time; the call's last figures may miss a second of kernel counters");
+        }
+        self.take_kernel_reports(now);
+    }
+
+    /// Fresh counters for every stream in the kernel, and withdrawals finished, waited for.
+    fn read_kernel_now(&mut self, now: Instant) {
+        let Some(k) = self.kernel.as_ref() else {
+            return;
+        };
+        if !k.offloader.busy() {
+            return;
+        }
+        k.path.read();
+        k.path.sync(KERNEL_SYNC_LIMIT);
+        self.take_kernel_reports(now);
     }
 }
 
@@ -143,6 +270,30 @@ impl MediaHandle {
             .map(Worker::spawn)
             .collect::<io::Result<Vec<_>>>()
             .map_err(MediaError::Thread)?;
+        let kernel = match relay.settings().kernel_path {
+            KernelMode::Off => {
+                tracing::info!("media kernel path off [config media.kernel_path]: every packet passes through the relay");
+                None
+            }
+            KernelMode::Auto => match KernelPath::start() {
+                Ok(path) => {
+                    tracing::info!(table = kernel::TABLE, "media kernel path on: RTP of streams latched on both sides is forwarded by nftables");
+                    let s = relay.settings();
+                    Some(Kernel {
+                        path,
+                        offloader: Offloader::default(),
+                        rules: KernelRules {
+                            after_packets: s.kernel_after_packets,
+                            idle: s.kernel_idle,
+                        },
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "media kernel path unavailable: every packet passes through the relay");
+                    None
+                }
+            },
+        };
         workers[0].runtime.spawn(tick(Arc::downgrade(&self.inner)));
         tracing::info!(
             lan = %relay.bind_address(Side::Lan),
@@ -156,6 +307,7 @@ impl MediaHandle {
             follow_wan,
             tasks: HashMap::new(),
             workers,
+            kernel,
         });
         Ok(())
     }
@@ -166,6 +318,7 @@ impl MediaHandle {
         let Some(mut r) = self.state().take() else {
             return;
         };
+        r.read_kernel_now(Instant::now());
         for (event, _) in r.relay.release_all(Instant::now()) {
             let _ = self.inner.events.send(event);
         }
@@ -264,6 +417,8 @@ impl MediaHandle {
             }
             r.tasks.insert(id, Tasks(tasks));
         }
+        // A hold or a new address takes streams out of the kernel at once.
+        r.sync_kernel(Instant::now(), false);
         Ok(out.sdp)
     }
 
@@ -274,6 +429,7 @@ impl MediaHandle {
         let r = guard.as_mut().ok_or(MediaError::NotRunning)?;
         let out = r.relay.answer(Instant::now(), call_id, from, sdp)?;
         r.close(&out.closed);
+        r.sync_kernel(Instant::now(), false);
         Ok(out.sdp)
     }
 
@@ -282,17 +438,24 @@ impl MediaHandle {
     pub fn release(&self, call_id: &str) -> Option<CallReport> {
         let mut guard = self.state();
         let r = guard.as_mut()?;
+        let streams = r.relay.call_streams(call_id);
+        r.withdraw_now(Instant::now(), &streams);
         let (report, closed) = r.relay.release(Instant::now(), call_id)?;
         r.close(&closed);
         Some(report)
     }
 
     /// Every call's state and figures, for `voxgate calls`.
+    ///
+    /// Streams in the kernel have their counters read first (one `nft` run), so packet counts
+    /// are exact at the moment of asking.
     pub fn snapshot(&self) -> Vec<CallReport> {
-        self.state()
-            .as_ref()
-            .map(|r| r.relay.snapshot(Instant::now()))
-            .unwrap_or_default()
+        let mut guard = self.state();
+        let Some(r) = guard.as_mut() else {
+            return Vec::new();
+        };
+        r.read_kernel_now(Instant::now());
+        r.relay.snapshot(Instant::now())
     }
 }
 
@@ -324,8 +487,10 @@ async fn tick(inner: Weak<Inner>) {
             // No subscriber (SIP not running) is fine: the call is released either way.
             let _ = inner.events.send(event);
         }
-        // A new DHCP lease may have moved the WAN address.
         ticks += 1;
+        // Streams into and out of the kernel; its counters every KERNEL_READ_EVERY.
+        r.sync_kernel(Instant::now(), ticks.is_multiple_of(KERNEL_READ_TICKS));
+        // A new DHCP lease may have moved the WAN address.
         if ticks.is_multiple_of(WAN_CHECK_TICKS) {
             if let Some(ip) = r.follow_wan.as_deref().and_then(sys::interface_ipv4) {
                 r.relay.set_wan_address(ip);
@@ -333,6 +498,9 @@ async fn tick(inner: Weak<Inner>) {
         }
     }
 }
+
+/// Ticks between readings of the kernel path's counters.
+const KERNEL_READ_TICKS: u64 = KERNEL_READ_EVERY.as_millis() as u64 / TICK.as_millis() as u64;
 
 /// Ticks between checks of a DHCP-assigned WAN address (5 s).
 const WAN_CHECK_TICKS: u64 = 10;

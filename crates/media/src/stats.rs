@@ -140,14 +140,42 @@ pub struct DirectionStats {
     max_gap: Duration,
     payload_types: u128,
     codec: Codec,
+    /// RTP the kernel forwarded without the relay seeing it: packets and bytes.
+    kernel: (u64, u64),
+    /// The kernel forwards this direction now: RTP the relay still sees (events) is counted
+    /// aside, not in the sequence, whose span then jumps over the kernel's stretch once the
+    /// relay has the stream back.
+    offloaded: bool,
+    /// RTP the relay saw while the kernel had the stream.
+    aside: u64,
+    /// Kernel packets and RTP seen aside that precede RTP the relay saw afterwards (with the
+    /// stream back from the kernel): inside the sequence span already.
+    bracketed: u64,
 }
 
 impl DirectionStats {
+    /// Sets the totals of the RTP the kernel path forwarded from this side: they count as
+    /// received, and loss stays exact (see `report_with_delay`).
+    pub fn set_kernel(&mut self, packets: u64, bytes: u64) {
+        self.kernel = (packets, bytes);
+    }
+
+    /// Whether the kernel forwards this direction now.
+    pub fn set_offloaded(&mut self, offloaded: bool) {
+        self.offloaded = offloaded;
+    }
+
     /// Accounts an RTP packet of `len` bytes that arrived at `now`.
     pub fn on_rtp(&mut self, now: Instant, h: &RtpHeader, len: usize, pt: PayloadInfo) {
         self.packets += 1;
         self.bytes += len as u64;
         self.payload_types |= 1 << h.pt;
+        if self.offloaded {
+            self.aside += 1;
+            return;
+        }
+        // The kernel's counters are final here: the stream is only back once they were read.
+        self.bracketed = self.kernel.0 + self.aside;
         if let Some(last) = self.last_arrival {
             self.max_gap = self.max_gap.max(now.saturating_duration_since(last));
         }
@@ -178,6 +206,14 @@ impl DirectionStats {
             }
         }
         self.prev = Some((now, h.ts, h.ssrc, pt.clock));
+    }
+
+    /// RTP packets the relay itself saw.
+    pub fn rtp_seen(&self) -> u64 {
+        match &self.seq {
+            Some(s) => self.past_received + s.received,
+            None => self.past_received,
+        }
     }
 
     /// Accounts an RTCP packet of `len` bytes.
@@ -211,6 +247,10 @@ impl DirectionStats {
             ),
             None => (self.past_expected, self.past_received),
         };
+        // Kernel packets (and RTP seen aside meanwhile) inside the sequence span once the relay
+        // saw RTP after them; else as many expected as arrived (loss there is not seen).
+        let expected = expected + (self.kernel.0 + self.aside - self.bracketed);
+        let received = received + self.kernel.0 + self.aside;
         // Duplicates can make received exceed expected; RFC 3550 clamps loss at zero.
         let lost = expected.saturating_sub(received);
         let loss_percent = if expected > 0 {
@@ -221,8 +261,8 @@ impl DirectionStats {
         let jitter_ms = self.jitter * 1000.0;
         let r = (expected > 0).then(|| r_factor(loss_percent, jitter_ms, network_ms, self.codec));
         DirectionReport {
-            packets: self.packets,
-            bytes: self.bytes,
+            packets: self.packets + self.kernel.0,
+            bytes: self.bytes + self.kernel.1,
             rtcp_packets: self.rtcp_packets,
             rtcp_bytes: self.rtcp_bytes,
             expected,

@@ -1,18 +1,49 @@
 //! One anchored stream (one media line of a call): the box's two legs, symmetric latching on
 //! each, and what to do with every datagram that arrives.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::kernel::Flow;
 use crate::packet::{classify, Packet};
 use crate::rtcp::{self, RttMeter};
 use crate::sdp::{Direction, MediaDesc, Transport};
 use crate::settings::Policy;
 use crate::stats::{static_payload, DirectionReport, DirectionStats, PayloadInfo};
 use crate::Side;
+
+/// How often the shell reads the kernel path's counters: a latched peer whose datagrams the
+/// kernel forwards is only known to be alive that late.
+pub(crate) const KERNEL_READ_EVERY: Duration = Duration::from_secs(1);
+
+/// When a stream may move into the kernel, and when it must come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KernelRules {
+    /// RTP packets the relay must have seen from each latched peer first (its payload types,
+    /// sequence and timing are known then).
+    pub after_packets: u64,
+    /// A latched peer silent this long brings the stream back to user space (where silence,
+    /// hold and a new source are handled as before).
+    pub idle: Duration,
+}
+
+/// The stream's RTP that the kernel forwarded, per side it came from: packets and bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct KernelCounts {
+    /// Totals of earlier stretches in the kernel.
+    done: (u64, u64),
+    /// The current stretch's counter.
+    live: (u64, u64),
+}
+
+impl KernelCounts {
+    fn total(&self) -> (u64, u64) {
+        (self.done.0 + self.live.0, self.done.1 + self.live.1)
+    }
+}
 
 /// A stream shared between the relay (offer/answer, timeouts, snapshots) and the tasks that
 /// move its packets: each task locks only its own stream, never the whole relay.
@@ -67,6 +98,7 @@ struct Leg {
     relatches: u64,
     undeliverable: u64,
     send_errors: u64,
+    kernel: KernelCounts,
 }
 
 impl Leg {
@@ -85,6 +117,7 @@ impl Leg {
             relatches: 0,
             undeliverable: 0,
             send_errors: 0,
+            kernel: KernelCounts::default(),
         }
     }
 
@@ -119,6 +152,10 @@ pub struct Stream {
     payloads: Box<[PayloadInfo; 128]>,
     policy: Arc<Policy>,
     last_activity: Instant,
+    /// The box's address on each side (what its sockets are bound to).
+    addresses: [Ipv4Addr; 2],
+    /// The kernel forwards (or was just asked to forward) this stream's RTP.
+    offloaded: bool,
 }
 
 /// The kind of a datagram the stream accepted.
@@ -154,7 +191,94 @@ impl Stream {
             payloads,
             policy,
             last_activity: now,
+            addresses: [Ipv4Addr::UNSPECIFIED; 2],
+            offloaded: false,
         }
+    }
+
+    /// Records the box's addresses the stream's sockets are bound to (for the kernel path).
+    pub(crate) fn set_addresses(&mut self, addresses: [Ipv4Addr; 2]) {
+        self.addresses = addresses;
+    }
+
+    /// What the kernel should forward for this stream now, or `None` to relay it in user
+    /// space: both sides latched to IPv4 peers that have sent at least `after_packets` RTP
+    /// packets and are not silent for `idle`, nobody holds the stream and both sides know
+    /// where to send.
+    pub(crate) fn kernel_flow(&self, now: Instant, rules: KernelRules) -> Option<Flow> {
+        if self.on_hold() || self.addresses.iter().any(Ipv4Addr::is_unspecified) {
+            return None;
+        }
+        let mut peers = [std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0); 2];
+        for side in [Side::Lan, Side::Wan] {
+            let leg = &self.legs[side as usize];
+            let latch = leg.latch[Socket::Rtp as usize]?;
+            let SocketAddr::V4(peer) = latch.addr else {
+                return None;
+            };
+            if leg.destination(Socket::Rtp) != Some(latch.addr)
+                || leg.rx.rtp_seen() < rules.after_packets
+                || now.saturating_duration_since(latch.last) >= rules.idle
+            {
+                return None;
+            }
+            peers[side as usize] = peer;
+        }
+        Some(Flow {
+            addresses: self.addresses,
+            ports: [self.legs[0].port, self.legs[1].port],
+            peers,
+            mux: self.legs[0].mux,
+            events: (0..128)
+                .filter(|&pt| self.payloads[pt].codec == crate::stats::Codec::Event)
+                .fold(0, |m, pt| m | 1 << pt),
+        })
+    }
+
+    /// Whether the kernel forwards this stream's RTP.
+    pub fn offloaded(&self) -> bool {
+        self.offloaded
+    }
+
+    /// The stream was handed to the kernel.
+    pub(crate) fn set_offloaded(&mut self) {
+        self.offloaded = true;
+        for leg in &mut self.legs {
+            leg.rx.set_offloaded(true);
+        }
+    }
+
+    /// The kernel's counter of the RTP from `side` in the current stretch: a count that moved
+    /// means the latched peer is alive (and the call not silent).
+    pub(crate) fn kernel_counts(&mut self, now: Instant, side: Side, packets: u64, bytes: u64) {
+        let leg = &mut self.legs[side as usize];
+        if packets > leg.kernel.live.0 {
+            if let Some(l) = &mut leg.latch[Socket::Rtp as usize] {
+                l.last = now;
+            }
+            self.last_activity = now;
+        }
+        leg.kernel.live = (packets.max(leg.kernel.live.0), bytes.max(leg.kernel.live.1));
+        let (p, b) = leg.kernel.total();
+        leg.rx.set_kernel(p, b);
+    }
+
+    /// The kernel no longer forwards the stream; `finals` are its counters' last values, per
+    /// side the RTP came from (`None` if they could not be read: the last reading stays).
+    pub(crate) fn kernel_withdrawn(&mut self, now: Instant, finals: [Option<(u64, u64)>; 2]) {
+        for side in [Side::Lan, Side::Wan] {
+            if let Some((p, b)) = finals[side as usize] {
+                self.kernel_counts(now, side, p, b);
+            }
+            let leg = &mut self.legs[side as usize];
+            let (p, b) = leg.kernel.total();
+            leg.kernel = KernelCounts {
+                done: (p, b),
+                live: (0, 0),
+            };
+            leg.rx.set_offloaded(false);
+        }
+        self.offloaded = false;
     }
 
     /// The relay's id for this stream.
@@ -295,7 +419,15 @@ impl Stream {
                 true
             }
             Some(l) => {
-                let silent = now.saturating_duration_since(l.last) >= self.policy.relatch_after;
+                // While the kernel forwards the peer's RTP, its activity is only known from
+                // counters read every KERNEL_READ_EVERY: allow for that much staleness.
+                let slack = if self.offloaded {
+                    KERNEL_READ_EVERY
+                } else {
+                    Duration::ZERO
+                };
+                let silent =
+                    now.saturating_duration_since(l.last) >= self.policy.relatch_after + slack;
                 let same_host = socket == Socket::Rtp || rtp_host.is_none_or(|h| h == src.ip());
                 if silent && same_host && self.policy.allows(side, src.ip()) {
                     tracing::debug!(stream = self.id, ?side, ?socket, from = %l.addr, to = %src, "re-latched");
@@ -326,6 +458,8 @@ impl Stream {
         let one_way_ms: f64 = self.legs.iter().filter_map(|l| l.rtt.millis()).sum::<f64>() / 2.0;
         let leg = |side: Side| {
             let l = &self.legs[side as usize];
+            // What the kernel forwarded towards this side came from the other one.
+            let kernel_out = self.legs[side.other() as usize].kernel.total().0;
             let latched = l.latch[0].map(|x| x.addr);
             LegReport {
                 port: l.port,
@@ -336,7 +470,7 @@ impl Stream {
                 zero_hold: l.desc.as_ref().is_some_and(|d| d.zero_hold),
                 received: l.rx.report_with_delay(one_way_ms),
                 rtt_ms: l.rtt.millis(),
-                forwarded: l.forwarded,
+                forwarded: l.forwarded + kernel_out,
                 dropped_foreign: l.foreign,
                 dropped_invalid: l.invalid,
                 relatches: l.relatches,
@@ -348,6 +482,7 @@ impl Stream {
             index: self.index,
             media: self.media.clone(),
             on_hold: self.on_hold(),
+            kernel: self.offloaded,
             lan: leg(Side::Lan),
             wan: leg(Side::Wan),
         }
@@ -363,6 +498,9 @@ pub struct StreamReport {
     pub media: String,
     /// Whether a party holds the stream.
     pub on_hold: bool,
+    /// Whether the kernel forwards its RTP (figures then include the kernel's counters).
+    #[serde(default)]
+    pub kernel: bool,
     /// The leg towards the phone.
     pub lan: LegReport,
     /// The leg towards the provider.

@@ -357,3 +357,107 @@ fn rtcp_reports_give_each_leg_its_round_trip_and_lower_the_mos() {
         "delay counts in the R-factor"
     );
 }
+
+fn rules() -> KernelRules {
+    KernelRules {
+        after_packets: 3,
+        idle: Duration::from_secs(5),
+    }
+}
+
+/// `answered` with the box's addresses and `n` RTP packets each way from the SDP's peers.
+fn flowing(t: Instant, n: u16) -> Stream {
+    let mut s = answered(t);
+    s.set_addresses(["10.100.0.1".parse().unwrap(), "10.200.0.2".parse().unwrap()]);
+    for seq in 0..n {
+        s.on_packet(t, Side::Lan, Socket::Rtp, sa(PHONE), &pcmu(seq));
+        s.on_packet(t, Side::Wan, Socket::Rtp, sa(PROVIDER), &pcmu(seq));
+    }
+    s
+}
+
+#[test]
+fn a_stream_goes_to_the_kernel_once_both_sides_are_latched_and_flowing() {
+    let t = Instant::now();
+    assert_eq!(answered(t).kernel_flow(t, rules()), None, "nothing latched");
+    assert_eq!(
+        flowing(t, 2).kernel_flow(t, rules()),
+        None,
+        "too few packets yet"
+    );
+    let mut s = answered(t);
+    s.set_addresses(["10.100.0.1".parse().unwrap(), "10.200.0.2".parse().unwrap()]);
+    for seq in 0..5 {
+        s.on_packet(t, Side::Lan, Socket::Rtp, sa(PHONE), &pcmu(seq));
+    }
+    assert_eq!(s.kernel_flow(t, rules()), None, "one side only");
+
+    let s = flowing(t, 3);
+    let f = s.kernel_flow(t, rules()).expect("both sides latched");
+    assert_eq!(f.ports, [20000, 30000]);
+    assert_eq!(f.peers[0].to_string(), PHONE);
+    assert_eq!(f.peers[1].to_string(), PROVIDER);
+    assert_eq!(f.addresses[1].to_string(), "10.200.0.2");
+    assert!(!f.mux);
+    // A peer silent for `idle` brings it back.
+    assert_eq!(s.kernel_flow(t + Duration::from_secs(5), rules()), None);
+}
+
+#[test]
+fn hold_and_a_new_address_take_a_stream_out_of_the_kernel() {
+    let t = Instant::now();
+    let mut s = flowing(t, 3);
+    assert!(s.kernel_flow(t, rules()).is_some());
+    let hold = sdps::YEALINK.replace("a=sendrecv", "a=sendonly");
+    s.describe(Side::Lan, &desc(&hold), t);
+    assert!(s.on_hold());
+    assert_eq!(s.kernel_flow(t, rules()), None, "on hold");
+
+    let mut s = flowing(t, 3);
+    let moved = sdps::PROVIDER_ANSWER.replace("16384", "16500");
+    s.describe(Side::Wan, &desc(&moved), t);
+    assert_eq!(
+        s.kernel_flow(t, rules()),
+        None,
+        "the provider's leg unlatched"
+    );
+}
+
+#[test]
+fn kernel_counters_add_to_the_figures_and_keep_the_latch_alive() {
+    let t = Instant::now();
+    let mut s = flowing(t, 10);
+    s.set_offloaded();
+    // The kernel forwards 100 phone packets and 90 provider ones over 3 s.
+    let t3 = t + Duration::from_secs(3);
+    s.kernel_counts(t3, Side::Lan, 100, 100 * 172);
+    s.kernel_counts(t3, Side::Wan, 90, 90 * 172);
+    assert_eq!(s.last_activity(), t3);
+    let r = s.report();
+    assert!(r.kernel);
+    assert_eq!(r.lan.received.packets, 110);
+    assert_eq!(r.wan.received.packets, 100);
+    assert_eq!(
+        r.wan.forwarded, 110,
+        "phone packets forwarded to the provider"
+    );
+    assert_eq!(r.lan.received.lost, 0);
+    // A stranger within the provider's networks while the provider's RTP is in the kernel:
+    // its latch counts as alive from the counters, so no hijack.
+    let t4 = t3 + Duration::from_millis(2500);
+    assert_eq!(
+        s.on_packet(t4, Side::Wan, Socket::Rtp, sa(PROVIDER_NAT), &pcmu(500)),
+        None
+    );
+    // Withdrawn: the final counts stay, and the relay sees the sequence continue (one lost
+    // while in the kernel: sequence 10..=109 came through the kernel, 111 next).
+    let t5 = t4 + Duration::from_millis(100);
+    s.kernel_withdrawn(t5, [Some((100, 100 * 172)), None]);
+    assert!(!s.offloaded());
+    s.on_packet(t5, Side::Lan, Socket::Rtp, sa(PHONE), &pcmu(111));
+    let r = s.report();
+    assert!(!r.kernel);
+    assert_eq!(r.lan.received.packets, 111);
+    assert_eq!(r.lan.received.lost, 1, "sequence 110 never arrived");
+    assert_eq!(r.wan.received.packets, 100);
+}
