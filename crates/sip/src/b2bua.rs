@@ -114,14 +114,18 @@ struct PendingRegister {
     /// The provider server it went to.
     upstream: SocketAddr,
     request: Message,
-    aor: String,
+    /// The binding's key in `B2bua::regs`.
+    binding: String,
 }
 
 /// The B2BUA.
 pub struct B2bua {
     pub(crate) settings: Settings,
     pub(crate) tx: Transactions,
+    /// Phone bindings by `"<aor> <phone contact URI>"`, each registered upstream with its own
+    /// Contact (token), Call-ID and From tag.
     pub(crate) regs: HashMap<String, Registration>,
+    /// Binding keys by the token of their upstream Contact.
     pub(crate) by_token: HashMap<String, String>,
     pending: HashMap<ClientTx, PendingRegister>,
     /// Our WAN address as the provider sees it (from `received`/`rport`).
@@ -167,6 +171,11 @@ fn lan_limit(per_sec: u32) -> Option<Limit> {
         per_sec: f64::from(per_sec),
         burst: 4.0 * f64::from(per_sec),
     })
+}
+
+/// The address of record of a key of `B2bua::regs` (`"<aor> <phone contact>"`).
+fn aor_of(binding: &str) -> &str {
+    binding.split(' ').next().unwrap_or(binding)
 }
 
 fn reg_upstream(reg: Option<&mut Registration>, server: SocketAddr) {
@@ -358,7 +367,7 @@ impl B2bua {
         self.calls.info(now)
     }
 
-    /// Every registration, sorted by AoR.
+    /// Every registration (one per phone binding), sorted by AoR and phone Contact.
     pub fn registrations(&self, now: Instant) -> Vec<Registration> {
         let mut v: Vec<Registration> = self
             .regs
@@ -374,7 +383,7 @@ impl B2bua {
                 r
             })
             .collect();
-        v.sort_by(|a, b| a.aor.cmp(&b.aor));
+        v.sort_by(|a, b| (&a.aor, &a.phone_contact).cmp(&(&b.aor, &b.phone_contact)));
         v
     }
 
@@ -554,6 +563,65 @@ impl B2bua {
         }
     }
 
+    /// The key in `regs` of the binding a REGISTER for `aor` from `from` refreshes: one per
+    /// phone Contact, so that phones sharing an address of record (a shared line) each have
+    /// their own upstream registration, and the provider rings them all. A phone that
+    /// re-registers from the same address with a new Contact keeps its binding (and the
+    /// upstream registration) under the new key. Without a Contact (a query, or `*`): this
+    /// phone's binding of the AoR, else any of the AoR's.
+    fn binding_key(
+        &mut self,
+        now: Instant,
+        aor: &str,
+        contact: Option<&str>,
+        from: SocketAddr,
+    ) -> String {
+        let mine = |regs: &HashMap<String, Registration>| {
+            regs.iter()
+                .filter(|(_, r)| r.aor == aor && r.phone_addr == from)
+                .map(|(k, _)| k.clone())
+                .min()
+        };
+        let Some(contact) = contact else {
+            return mine(&self.regs)
+                .or_else(|| {
+                    self.regs
+                        .iter()
+                        .filter(|(_, r)| r.aor == aor)
+                        .map(|(k, _)| k.clone())
+                        .min()
+                })
+                .unwrap_or_else(|| format!("{aor} "));
+        };
+        let key = format!("{aor} {contact}");
+        if !self.regs.contains_key(&key) {
+            // A new binding: the AoR's lapsed ones (expired, unregistered, failed) go.
+            let lapsed: Vec<String> = self
+                .regs
+                .iter()
+                .filter(|(_, r)| {
+                    r.aor == aor
+                        && r.expires_at.is_none_or(|t| t <= now)
+                        && !matches!(r.state.as_str(), "pending" | "challenged")
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in lapsed {
+                if let Some(r) = self.regs.remove(&k) {
+                    self.by_token.remove(&r.token);
+                }
+            }
+            if let Some(old) = mine(&self.regs) {
+                if let Some(r) = self.regs.remove(&old) {
+                    tracing::info!(%aor, from = %r.phone_contact, to = %contact, "phone's Contact changed; its registration follows");
+                    self.by_token.insert(r.token.clone(), key.clone());
+                    self.regs.insert(key.clone(), r);
+                }
+            }
+        }
+        key
+    }
+
     fn relay_register(&mut self, now: Instant, tx: ServerTx, msg: Message, from: Peer) {
         let to = crate::message::values(&msg.headers, &Name::TO)
             .next()
@@ -572,9 +640,22 @@ impl B2bua {
             .next()
             .map(|v| v.to_string());
         let phone_contact = contact.as_deref().and_then(name_addr::parse);
+        let contacts = crate::message::values(&msg.headers, &Name::CONTACT)
+            .filter_map(|v| name_addr::parse_list(v))
+            .map(|l| l.len())
+            .sum::<usize>();
+        if contacts > 1 {
+            tracing::warn!(%aor, phone = %from.addr, contacts, "REGISTER with several Contacts: only the first is registered upstream");
+        }
+        let key = self.binding_key(
+            now,
+            &aor,
+            phone_contact.as_ref().map(|c| c.uri.as_str()),
+            from.addr,
+        );
         let wan = self.wan_advertised();
         let transport = self.wan_transport();
-        let reg = self.regs.entry(aor.clone()).or_insert_with(|| {
+        let reg = self.regs.entry(key.clone()).or_insert_with(|| {
             let token = random_token(12);
             Registration {
                 aor: aor.clone(),
@@ -593,7 +674,7 @@ impl B2bua {
                 token,
             }
         });
-        self.by_token.insert(reg.token.clone(), aor.clone());
+        self.by_token.insert(reg.token.clone(), key.clone());
         reg.phone_addr = from.addr;
         reg.phone_transport = if from.reliable { "tcp" } else { "udp" }.into();
         if let Some(c) = &phone_contact {
@@ -650,7 +731,7 @@ impl B2bua {
             body: Bytes::new(),
         };
         let peer = self.upstream_peer();
-        reg_upstream(self.regs.get_mut(&aor), peer.addr);
+        reg_upstream(self.regs.get_mut(&key), peer.addr);
         let ctx = self.tx.request(now, upstream, peer);
         self.pending.insert(
             ctx,
@@ -658,7 +739,7 @@ impl B2bua {
                 upstream: peer.addr,
                 server: tx,
                 request: msg,
-                aor,
+                binding: key,
             },
         );
         if self.keepalive_at.is_none() {
@@ -692,7 +773,7 @@ impl B2bua {
         };
         let mut r = response(&p.request, code, &reason, Some(&to_tag));
         copy_named(&msg.headers, &mut r.headers, RESPONSE_COPY);
-        let reg = self.regs.get_mut(&p.aor);
+        let reg = self.regs.get_mut(&p.binding);
         if let Some(reg) = reg {
             if (200..300).contains(&code) {
                 // Our contact's granted expiry becomes the phone's.
@@ -737,11 +818,11 @@ impl B2bua {
         let Some(p) = self.pending.remove(&tx) else {
             return;
         };
-        if let Some(reg) = self.regs.get_mut(&p.aor) {
+        if let Some(reg) = self.regs.get_mut(&p.binding) {
             reg.state = "failed".into();
             reg.last_error = Some(format!("no answer from {}", p.upstream));
         }
-        tracing::warn!(aor = %p.aor, upstream = %p.upstream, "registration timed out upstream");
+        tracing::warn!(aor = %aor_of(&p.binding), upstream = %p.upstream, "registration timed out upstream");
         if self.settings.upstreams.len() > 1 {
             let sw = self.upstream.failed(p.upstream, "a registration timed out");
             self.switched(sw);

@@ -155,6 +155,7 @@ impl Call {
             ack: None,
             early_answer: None,
             end_reason: None,
+            caller_ruri: String::new(),
         }
     }
 }
@@ -217,6 +218,9 @@ pub(crate) struct Call {
     pub(crate) ack: Option<Vec<u8>>,
     /// The early answer already sent to the caller (a 2xx after a 183 repeats it).
     pub(crate) early_answer: Option<Vec<u8>>,
+    /// The Request-URI of the caller's INVITE: a provider that forks one INVITE to several
+    /// of the box's registrations (a shared line) sends one Call-ID to several Request-URIs.
+    pub(crate) caller_ruri: String,
     /// The caller's number and the callee's, for status.
     pub(crate) from: String,
     pub(crate) to: String,
@@ -251,7 +255,9 @@ pub struct CallInfo {
 pub(crate) struct Calls {
     pub(crate) next: u64,
     pub(crate) calls: HashMap<u64, Call>,
-    pub(crate) by_dialog: HashMap<(Side, String), u64>,
+    /// Calls by (side, Call-ID) of one of their legs: one, unless the provider forked an
+    /// INVITE to several of the box's registrations (see [`Calls::find`]).
+    pub(crate) by_dialog: HashMap<(Side, String), Vec<u64>>,
     pub(crate) by_client: HashMap<ClientTx, (u64, Purpose)>,
 }
 
@@ -261,7 +267,15 @@ impl Calls {
     /// far party's tag as `to-tag` and the box's as `from-tag`. `None` for a dialog the box
     /// does not hold (left as written).
     pub(crate) fn other_leg(&self, from: Side, r: &Replaces) -> Option<Replaces> {
-        let c = &self.calls[self.by_dialog.get(&(from, r.call_id.clone()))?];
+        let ids = self.by_dialog.get(&(from, r.call_id.clone()))?;
+        let c = ids.iter().filter_map(|id| self.calls.get(id)).find(|c| {
+            let near = if c.caller.side == from {
+                &c.caller
+            } else {
+                &c.callee
+            };
+            near.local_tag == r.to_tag
+        })?;
         let (near, far) = if c.caller.side == from {
             (&c.caller, &c.callee)
         } else {
@@ -326,23 +340,85 @@ impl Calls {
     /// Records a new pair of dialogs: both legs by Call-ID, and the client transaction that
     /// opened the far one.
     pub(crate) fn open(&mut self, id: u64, ctx: ClientTx, purpose: Purpose, call: Call) {
-        self.by_dialog
-            .insert((call.caller.side, call.caller.call_id.clone()), id);
-        self.by_dialog
-            .insert((call.callee.side, call.callee.call_id.clone()), id);
+        for leg in [&call.caller, &call.callee] {
+            self.by_dialog
+                .entry((leg.side, leg.call_id.clone()))
+                .or_default()
+                .push(id);
+        }
         self.by_client.insert(ctx, (id, purpose));
         self.calls.insert(id, call);
     }
 
+    /// The call a request received on `side` belongs to. Its Call-ID names one call, except
+    /// where the provider forked an INVITE to several of the box's registrations (phones
+    /// sharing a line): then the box's tag in To tells the dialogs apart, and before there is
+    /// one, the Request-URI (each fork's is a different registration's Contact; a CANCEL
+    /// repeats its INVITE's). `None` for an INVITE that is a new fork, or an unknown Call-ID.
+    pub(crate) fn find(&self, side: Side, msg: &Message) -> Option<u64> {
+        let call_id = msg.call_id()?;
+        let ids = self.by_dialog.get(&(side, call_id))?;
+        let leg = |c: &Call| {
+            if c.caller.side == side {
+                c.caller.local_tag.clone()
+            } else {
+                c.callee.local_tag.clone()
+            }
+        };
+        let to_tag = header(msg, Name::TO)
+            .and_then(|t| name_addr::parse(&t))
+            .and_then(|t| t.tag().map(str::to_string));
+        if let Some(tag) = to_tag {
+            return ids
+                .iter()
+                .find(|id| self.calls.get(id).is_some_and(|c| leg(c) == tag))
+                .or(ids.first())
+                .copied();
+        }
+        let ruri = request_uri(msg);
+        let same_ruri = ids.iter().find(|id| {
+            self.calls
+                .get(id)
+                .is_some_and(|c| c.caller.side == side && c.caller_ruri == ruri)
+        });
+        match same_ruri {
+            Some(id) => Some(*id),
+            // Another fork of an INVITE the box already has from this side.
+            None if msg.method() == Some(&Method::INVITE)
+                && ids
+                    .iter()
+                    .any(|id| self.calls.get(id).is_some_and(|c| c.caller.side == side)) =>
+            {
+                None
+            }
+            None => ids.first().copied(),
+        }
+    }
+
     pub(crate) fn remove(&mut self, id: u64) -> Option<Call> {
         let c = self.calls.remove(&id)?;
-        self.by_dialog
-            .remove(&(c.caller.side, c.caller.call_id.clone()));
-        self.by_dialog
-            .remove(&(c.callee.side, c.callee.call_id.clone()));
+        for leg in [&c.caller, &c.callee] {
+            let key = (leg.side, leg.call_id.clone());
+            if let Some(ids) = self.by_dialog.get_mut(&key) {
+                ids.retain(|i| *i != id);
+                if ids.is_empty() {
+                    self.by_dialog.remove(&key);
+                }
+            }
+        }
         // Its client transactions still out leave `by_client` with their final response or
         // timeout (and find no call then): no scan of every transaction per call.
         Some(c)
+    }
+}
+
+/// A request's Request-URI as printed (empty for a response).
+pub(crate) fn request_uri(msg: &Message) -> String {
+    match &msg.line {
+        MessageLine::Request(r) => {
+            ezk_sip_types::print::AppendCtx::default_print_ctx(&r.uri).to_string()
+        }
+        MessageLine::Response(_) => String::new(),
     }
 }
 
@@ -572,12 +648,7 @@ impl B2bua {
         let mapped = replaces::map_message(msg, &|r| self.calls.other_leg(from.side, r));
         let msg = mapped.as_ref().unwrap_or(msg);
         let method = msg.method().cloned().expect("request");
-        let call_id = msg.call_id().unwrap_or_default();
-        let existing = self
-            .calls
-            .by_dialog
-            .get(&(from.side, call_id.clone()))
-            .copied();
+        let existing = self.calls.find(from.side, msg);
         let has_to_tag = header(msg, Name::TO)
             .and_then(|t| name_addr::parse(&t))
             .is_some_and(|t| t.tag().is_some());
@@ -694,6 +765,7 @@ impl B2bua {
             Call {
                 invite: Some(invite),
                 caller_invite: Some((tx, msg.clone())),
+                caller_ruri: request_uri(msg),
                 ..call
             },
         );
@@ -1269,11 +1341,10 @@ impl B2bua {
 
     /// A retransmitted 2xx: our ACK was lost; send it again.
     pub(crate) fn call_stray_2xx(&mut self, msg: Message, from: Peer) {
-        let call_id = msg.call_id().unwrap_or_default();
-        let Some(id) = self.calls.by_dialog.get(&(from.side, call_id)) else {
+        let Some(id) = self.calls.find(from.side, &msg) else {
             return;
         };
-        if let Some(c) = self.calls.calls.get(id) {
+        if let Some(c) = self.calls.calls.get(&id) {
             if let Some(ack) = &c.ack {
                 self.out.push_back((c.callee.peer, ack.clone()));
             }

@@ -697,3 +697,135 @@ fn replaces_names_the_far_legs_dialog_in_both_directions() {
         format!("second@10.100.0.50;to-tag=ph1;from-tag={box_lan_tag2};early-only")
     );
 }
+
+fn phone_b() -> Peer {
+    Peer {
+        side: sip::transaction::Side::Lan,
+        addr: "10.100.0.51:5070".parse().unwrap(),
+        reliable: false,
+    }
+}
+
+/// Registers `ip`'s phone for 1001 (a line it shares); returns the upstream REGISTER.
+fn register_line(b: &mut B2bua, t0: Instant, from: Peer, branch: &str, expires: u32) -> String {
+    let ip = from.addr.ip();
+    let reg = format!("REGISTER sip:198.51.100.10 SIP/2.0\r\nVia: SIP/2.0/UDP {ip}:5070;branch={branch}\r\nFrom: <sip:1001@198.51.100.10>;tag=r{ip}\r\nTo: <sip:1001@198.51.100.10>\r\nCall-ID: reg@{ip}\r\nCSeq: {expires}1 REGISTER\r\nContact: <sip:1001@{ip}:5070>\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n");
+    b.receive(t0, reg.as_bytes(), from);
+    let up = to(&sent(b), provider()).remove(0);
+    let contact = header(&up, "Contact").to_string();
+    let granted = if expires == 0 {
+        String::new()
+    } else {
+        format!("Contact: {contact};expires={expires}\r\n")
+    };
+    b.receive(t0, &answer(&up, "200 OK", "rg", &granted, ""), provider());
+    let ok = to(&sent(b), from).remove(0);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    up
+}
+
+/// Two phones sharing a line: each is registered upstream on its own (Call-ID, Contact), the
+/// provider's INVITE forked to both rings both (same Call-ID), the one that answers gets the
+/// call, the other is cancelled; unregistering one leaves the other.
+#[test]
+fn a_shared_line_rings_every_phone_and_the_provider_picks_the_answer() {
+    let t0 = Instant::now();
+    let (mut b, _) = b2bua();
+    let up_a = register_line(&mut b, t0, phone(), "z9hG4bKra", 300);
+    let up_b = register_line(&mut b, t0, phone_b(), "z9hG4bKrb", 300);
+    assert_ne!(header(&up_a, "Call-ID"), header(&up_b, "Call-ID"));
+    assert_ne!(header(&up_a, "Contact"), header(&up_b, "Contact"));
+    let regs = b.registrations(t0);
+    assert_eq!(regs.len(), 2, "{regs:?}");
+    assert!(regs
+        .iter()
+        .all(|r| r.state == "registered" && r.aor == "sip:1001@198.51.100.10"));
+
+    // The provider forks one INVITE to both contacts.
+    let uri = |up: &str| header(up, "Contact").trim_matches(['<', '>']).to_string();
+    let fork = |ruri: &str, branch: &str| {
+        format!("INVITE {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.10:5060;branch={branch}\r\nFrom: <sip:01632960123@198.51.100.10>;tag=pvf\r\nTo: <sip:1001@198.51.100.10>\r\nCall-ID: fork@198.51.100.10\r\nCSeq: 7 INVITE\r\nContact: <sip:01632960123@198.51.100.10:5060>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{PSDP}", PSDP.len())
+    };
+    let (inv_a, inv_b) = (
+        fork(&uri(&up_a), "z9hG4bKfa"),
+        fork(&uri(&up_b), "z9hG4bKfb"),
+    );
+    b.receive(t0, inv_a.as_bytes(), provider());
+    b.receive(t0, inv_b.as_bytes(), provider());
+    let out = sent(&mut b);
+    let at_a = to(&out, phone())
+        .into_iter()
+        .find(|m| m.starts_with("INVITE "))
+        .expect("phone A rings");
+    let at_b = to(&out, phone_b())
+        .into_iter()
+        .find(|m| m.starts_with("INVITE "))
+        .expect("phone B rings");
+    assert_eq!(b.calls(t0).len(), 2);
+
+    // Phone B answers: the provider hears it on fork B's transaction.
+    b.receive(
+        t0,
+        &answer(
+            &at_b,
+            "200 OK",
+            "phb",
+            "Contact: <sip:1001@10.100.0.51:5070>\r\n",
+            SDP,
+        ),
+        phone_b(),
+    );
+    let ok = to(&sent(&mut b), provider())
+        .into_iter()
+        .find(|m| m.starts_with("SIP/2.0 200"))
+        .expect("200 upstream");
+    assert!(header(&ok, "Via").contains("z9hG4bKfb"), "{ok}");
+    let box_tag_b = header(&ok, "To").split("tag=").nth(1).unwrap().to_string();
+
+    // The provider cancels fork A: phone A stops ringing, fork A ends with 487.
+    let cancel = format!("CANCEL {} SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.10:5060;branch=z9hG4bKfa\r\nFrom: <sip:01632960123@198.51.100.10>;tag=pvf\r\nTo: <sip:1001@198.51.100.10>\r\nCall-ID: fork@198.51.100.10\r\nCSeq: 7 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n", uri(&up_a));
+    b.receive(t0, cancel.as_bytes(), provider());
+    let out = sent(&mut b);
+    assert!(
+        to(&out, phone()).iter().any(|m| m.starts_with("CANCEL ")),
+        "{out:?}"
+    );
+    assert!(
+        to(&out, phone_b()).is_empty(),
+        "phone B's call is untouched: {out:?}"
+    );
+    let up: Vec<String> = to(&out, provider());
+    assert!(
+        up.iter()
+            .any(|m| m.starts_with("SIP/2.0 487") && header(m, "Via").contains("z9hG4bKfa")),
+        "{up:?}"
+    );
+    b.receive(
+        t0,
+        &answer(&at_a, "487 Request Terminated", "pha", "", ""),
+        phone(),
+    );
+    sent(&mut b);
+
+    // The provider hangs up the answered fork: phone B gets the BYE, not phone A.
+    let bye = format!("BYE sip:voxgate@10.200.0.2:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.10:5060;branch=z9hG4bKbye\r\nFrom: <sip:01632960123@198.51.100.10>;tag=pvf\r\nTo: <sip:1001@198.51.100.10>;tag={box_tag_b}\r\nCall-ID: fork@198.51.100.10\r\nCSeq: 8 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n");
+    b.receive(t0, bye.as_bytes(), provider());
+    let out = sent(&mut b);
+    assert!(
+        to(&out, phone_b()).iter().any(|m| m.starts_with("BYE ")),
+        "{out:?}"
+    );
+    assert!(to(&out, phone()).is_empty(), "{out:?}");
+
+    // Phone A leaves the line: only its own binding is removed upstream.
+    let un = register_line(&mut b, t0, phone(), "z9hG4bKrc", 0);
+    assert_eq!(header(&un, "Call-ID"), header(&up_a, "Call-ID"));
+    assert!(
+        header(&un, "Contact").starts_with(&format!("<{}>", uri(&up_a))),
+        "{un}"
+    );
+    let regs = b.registrations(t0);
+    let live: Vec<_> = regs.iter().filter(|r| r.state == "registered").collect();
+    assert_eq!(live.len(), 1, "{regs:?}");
+    assert_eq!(live[0].phone_addr, phone_b().addr);
+}
