@@ -56,7 +56,13 @@ const REGISTER_PHONE: [&str; 13] = [
 ];
 
 fn start_registrar(lab: &Lab, dir: &std::path::Path) -> lab::LabProcess {
+    start_registrar_for(lab, dir, 1)
+}
+
+/// The provider's registrar (digest auth) for `registrations` registrations.
+fn start_registrar_for(lab: &Lab, dir: &std::path::Path, registrations: u32) -> lab::LabProcess {
     let mut cmd = lab.command(Node::Provider, "sipp");
+    let m = registrations.to_string();
     cmd.args([
         "-sf",
         &scenario("registrar.xml"),
@@ -65,7 +71,7 @@ fn start_registrar(lab: &Lab, dir: &std::path::Path) -> lab::LabProcess {
         "-p",
         "5060",
         "-m",
-        "1",
+        &m,
     ])
     .args([
         "-nostdin",
@@ -1281,4 +1287,67 @@ fn public_address_from_the_provider_s_stun_server() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(b.log().contains("\"source\":\"STUN\""), "{}", b.log());
+}
+
+/// Two desk phones on one line (the same AoR, each with its own address): the provider's
+/// registrar sees two registrations with different contacts and Call-IDs, and `voxgate regs`
+/// lists both phones.
+#[test]
+fn two_phones_register_one_shared_line() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let b = running_box(&lab);
+    let sock = b.socket();
+    lab.run_ok(
+        Node::Phone,
+        &["ip", "addr", "add", "10.100.0.51/24", "dev", "eth0"],
+    )
+    .unwrap();
+    let mut registrar = start_registrar_for(&lab, b.dir.path(), 2);
+    std::thread::sleep(Duration::from_millis(300));
+    for ip in ["10.100.0.50", "10.100.0.51"] {
+        let mut args = REGISTER_PHONE.to_vec();
+        args[4] = ip;
+        let (ok, log) = sipp(&lab, Node::Phone, &args, Duration::from_secs(15));
+        assert!(
+            ok,
+            "{ip}: registration failed:\n{log}\ndaemon:\n{}",
+            b.log()
+        );
+    }
+    let st = registrar.wait_timeout(Duration::from_secs(5)).unwrap();
+    let provider_log =
+        std::fs::read_to_string(b.dir.path().join("provider-messages.log")).unwrap_or_default();
+    assert!(st.is_some_and(|s| s.success()), "registrar: {provider_log}");
+    let regs: Value = serde_json::from_slice(&cli(&sock, &["regs", "--json"]).stdout).unwrap();
+    let regs = regs.as_array().unwrap();
+    assert_eq!(regs.len(), 2, "{regs:#?}");
+    assert!(
+        regs.iter()
+            .all(|r| r["aor"] == "sip:1001@198.51.100.10" && r["state"] == "registered"),
+        "{regs:#?}"
+    );
+    let addrs: Vec<&str> = regs
+        .iter()
+        .map(|r| r["phone_addr"].as_str().unwrap())
+        .collect();
+    assert_eq!(addrs, ["10.100.0.50:5070", "10.100.0.51:5070"]);
+    assert_ne!(regs[0]["upstream_contact"], regs[1]["upstream_contact"]);
+    // Both contacts reached the provider, in registrations of their own.
+    for r in regs {
+        let c = r["upstream_contact"].as_str().unwrap();
+        assert!(
+            provider_log.contains(&format!("Contact: <{c}>")),
+            "{c} not registered:\n{provider_log}"
+        );
+    }
+    let call_ids: std::collections::BTreeSet<&str> = provider_log
+        .lines()
+        .filter_map(|l| l.strip_prefix("Call-ID: "))
+        .collect();
+    assert!(call_ids.len() >= 2, "{call_ids:?}");
+    assert!(
+        !provider_log.contains("10.100.0."),
+        "LAN address leaked:\n{provider_log}"
+    );
 }
