@@ -776,9 +776,11 @@ impl B2bua {
         let reg = self.regs.get_mut(&p.binding);
         if let Some(reg) = reg {
             if (200..300).contains(&code) {
-                // Our contact's granted expiry becomes the phone's.
+                // Our contact's granted expiry becomes the phone's. The registrar lists every
+                // binding of the AoR (other phones on a shared line too), often in one header.
                 let granted = crate::message::values(&msg.headers, &Name::CONTACT)
-                    .filter_map(|v| name_addr::parse(v))
+                    .filter_map(|v| name_addr::parse_list(v))
+                    .flatten()
                     .find(|c| c.uri.contains(&reg.token))
                     .and_then(|c| c.param("expires").and_then(|e| e.parse::<u64>().ok()))
                     .or_else(|| {

@@ -71,6 +71,9 @@ pub(crate) struct Leg {
     pub(crate) peer: Peer,
     /// Our CSeq counter on this leg.
     pub(crate) cseq: u32,
+    /// The dialog's route set (RFC 3261 12.1): the proxies that record-routed, as Route values
+    /// in the order our requests on this leg carry them. Empty on legs to phones.
+    pub(crate) route_set: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -109,6 +112,8 @@ impl Leg {
                 .unwrap_or_else(|| from_na.uri.clone()),
             peer: from,
             cseq: 0,
+            // As the UAS: the request's Record-Route, in order (12.1.1).
+            route_set: record_route(msg),
         }
     }
 
@@ -124,7 +129,14 @@ impl Leg {
             remote_target: ruri.to_string(),
             peer,
             cseq: 1,
+            route_set: Vec::new(),
         }
+    }
+
+    /// As the UAC, the route set of a dialog-creating response: its Record-Route, reversed
+    /// (RFC 3261 12.1.2).
+    pub(crate) fn learn_route_set(&mut self, response: &Message) {
+        self.route_set = record_route(response).into_iter().rev().collect();
     }
 }
 
@@ -412,6 +424,15 @@ impl Calls {
     }
 }
 
+/// Every Record-Route entry of `msg`, in order, as written.
+pub(crate) fn record_route(msg: &Message) -> Vec<String> {
+    crate::message::values(&msg.headers, &Name::RECORD_ROUTE)
+        .flat_map(|v| name_addr::split_list(v))
+        .filter(|e| !e.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// A request's Request-URI as printed (empty for a response).
 pub(crate) fn request_uri(msg: &Message) -> String {
     match &msg.line {
@@ -508,6 +529,12 @@ pub(crate) fn build_request(
     }
     t += &format!("Call-ID: {}\r\n", leg.call_id);
     t += &format!("CSeq: {cseq} {method}\r\n");
+    // Loose routing only (every entry `;lr` in practice since RFC 3261); the request still
+    // goes to the leg's peer: the provider server the box uses, never an address a message
+    // named (no open relay).
+    for route in &leg.route_set {
+        t += &format!("Route: {route}\r\n");
+    }
     if let Some(c) = contact {
         t += &format!("Contact: <{c}>\r\n");
     }
@@ -1190,6 +1217,7 @@ impl B2bua {
         let Some(inv) = c.caller_invite.as_ref().map(|(_, m)| m.clone()) else {
             // The caller cancelled: a 2xx crossing the CANCEL is ACKed and ended.
             if (200..300).contains(&code) {
+                c.callee.learn_route_set(&msg);
                 c.callee.remote_tag = to_tag;
                 if let Some(t) = header(&msg, Name::CONTACT).and_then(|v| name_addr::parse(&v)) {
                     c.callee.remote_target = t.uri;
@@ -1222,6 +1250,13 @@ impl B2bua {
             hider.hide_lan_headers(&mut r.headers);
         }
         if code < 300 {
+            if to_tag.is_some() {
+                c.callee.learn_route_set(&msg);
+            }
+            // The caller's proxies see their Record-Route echoed (RFC 3261 12.1.1).
+            for route in &c.caller.route_set {
+                r.headers.insert(Name::RECORD_ROUTE, route.clone());
+            }
             c.callee.remote_tag = to_tag.clone();
             if let Some(t) = header(&msg, Name::CONTACT).and_then(|v| name_addr::parse(&v)) {
                 c.callee.remote_target = t.uri;

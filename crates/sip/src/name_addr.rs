@@ -128,6 +128,12 @@ pub fn parse(value: &str) -> Option<NameAddr> {
 /// commas inside quotes or angle brackets do not separate. `None` when any value is
 /// malformed or empty.
 pub fn parse_list(value: &str) -> Option<Vec<NameAddr>> {
+    split_list(value).into_iter().map(parse).collect()
+}
+
+/// The entries of a comma-separated header value (Contact, Route, Record-Route), split at
+/// top-level commas only (not inside quotes or `<...>`), each as written, trimmed.
+pub fn split_list(value: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let (mut quoted, mut escaped, mut angle) = (false, false, false);
     let mut start = 0;
@@ -139,14 +145,14 @@ pub fn parse_list(value: &str) -> Option<Vec<NameAddr>> {
             '<' if !quoted => angle = true,
             '>' if !quoted => angle = false,
             ',' if !quoted && !angle => {
-                out.push(parse(&value[start..i])?);
+                out.push(value[start..i].trim());
                 start = i + 1;
             }
             _ => {}
         }
     }
-    out.push(parse(&value[start..])?);
-    Some(out)
+    out.push(value[start..].trim());
+    out
 }
 
 #[cfg(test)]

@@ -178,6 +178,10 @@ impl B2bua {
         let key = c.key.clone();
         match (code, c.kind) {
             (200..=299, Kind::Subscription) => {
+                c.callee.learn_route_set(&msg);
+                for route in &c.caller.route_set {
+                    r.headers.insert(Name::RECORD_ROUTE, route.clone());
+                }
                 c.callee.remote_tag = header(&msg, Name::TO)
                     .and_then(|t| name_addr::parse(&t))
                     .and_then(|t| t.tag().map(str::to_string));

@@ -829,3 +829,122 @@ fn a_shared_line_rings_every_phone_and_the_provider_picks_the_answer() {
     assert_eq!(live.len(), 1, "{regs:?}");
     assert_eq!(live[0].phone_addr, phone_b().addr);
 }
+
+/// Record-routing proxies at the provider (RFC 3261 12.1): on an inbound call the box's
+/// answers echo the INVITE's Record-Route and its own requests on that leg carry the route
+/// set in order; on an outbound call its ACK and BYE carry the 2xx's Record-Route reversed.
+#[test]
+fn dialogs_through_record_routing_proxies_keep_their_route_sets() {
+    let t0 = Instant::now();
+    let (mut b, _) = b2bua();
+    // Outbound: the provider's 200 names two proxies.
+    b.receive(t0, &invite("z9hG4bKrr1", 1), phone());
+    let up = to(&sent(&mut b), provider()).remove(0);
+    b.receive(
+        t0,
+        &answer(
+            &up,
+            "200 OK",
+            "pv",
+            "Record-Route: <sip:edge2.provider.example;lr>, <sip:edge1.provider.example;lr;ftag=x>\r\nContact: <sip:bob@198.51.100.10:5060>\r\n",
+            PSDP,
+        ),
+        provider(),
+    );
+    let out = sent(&mut b);
+    let ack = to(&out, provider())
+        .into_iter()
+        .find(|m| m.starts_with("ACK "))
+        .expect("ACK");
+    let routes = |m: &str| -> Vec<String> {
+        m.lines()
+            .filter_map(|l| l.strip_prefix("Route: "))
+            .map(str::to_string)
+            .collect()
+    };
+    let expected = [
+        "<sip:edge1.provider.example;lr;ftag=x>",
+        "<sip:edge2.provider.example;lr>",
+    ];
+    assert_eq!(routes(&ack), expected, "{ack}");
+    assert!(ack.starts_with("ACK sip:bob@198.51.100.10:5060 "), "{ack}");
+    let ok = to(&out, phone())
+        .into_iter()
+        .find(|m| m.starts_with("SIP/2.0 200"))
+        .unwrap();
+    assert!(
+        !ok.contains("Record-Route"),
+        "the phone's leg has no proxies: {ok}"
+    );
+    let box_to = header(&ok, "To").to_string();
+    b.receive(t0, &phone_request("BYE", &box_to, 2, ""), phone());
+    let bye = to(&sent(&mut b), provider())
+        .into_iter()
+        .find(|m| m.starts_with("BYE "))
+        .unwrap();
+    assert_eq!(routes(&bye), expected, "{bye}");
+
+    // Inbound: the INVITE arrives through two proxies.
+    let contact = register_phone(&mut b, t0);
+    let inv = format!(
+        "INVITE {contact} SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.10:5060;branch=z9hG4bKin7\r\nRecord-Route: <sip:edge1.provider.example;lr>\r\nRecord-Route: <sip:core.provider.example;lr>\r\nFrom: <sip:01632960123@198.51.100.10>;tag=pvin\r\nTo: <sip:1001@198.51.100.10>\r\nCall-ID: rr-in@198.51.100.10\r\nCSeq: 1 INVITE\r\nContact: <sip:01632960123@198.51.100.10:5060>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{PSDP}",
+        PSDP.len()
+    );
+    b.receive(t0, inv.as_bytes(), provider());
+    let down = to(&sent(&mut b), phone())
+        .into_iter()
+        .find(|m| m.starts_with("INVITE "))
+        .unwrap();
+    assert!(!down.contains("Route"), "{down}");
+    b.receive(
+        t0,
+        &answer(
+            &down,
+            "200 OK",
+            "ph",
+            "Contact: <sip:1001@10.100.0.50:5070>\r\n",
+            SDP,
+        ),
+        phone(),
+    );
+    let ok = to(&sent(&mut b), provider())
+        .into_iter()
+        .find(|m| m.starts_with("SIP/2.0 200"))
+        .unwrap();
+    let rr: Vec<&str> = ok
+        .lines()
+        .filter_map(|l| l.strip_prefix("Record-Route: "))
+        .collect();
+    assert_eq!(
+        rr,
+        [
+            "<sip:edge1.provider.example;lr>",
+            "<sip:core.provider.example;lr>"
+        ],
+        "{ok}"
+    );
+    // The phone hangs up: the box's BYE to the provider follows the route set in order.
+    let phone_bye = format!(
+        "BYE sip:voxgate@10.100.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.100.0.50:5070;branch=z9hG4bKpb\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        header(&down, "To").to_string() + ";tag=ph",
+        header(&down, "From"),
+        header(&down, "Call-ID"),
+    );
+    b.receive(t0, phone_bye.as_bytes(), phone());
+    let bye = to(&sent(&mut b), provider())
+        .into_iter()
+        .find(|m| m.starts_with("BYE "))
+        .expect("BYE upstream");
+    assert_eq!(
+        routes(&bye),
+        [
+            "<sip:edge1.provider.example;lr>",
+            "<sip:core.provider.example;lr>"
+        ],
+        "{bye}"
+    );
+    assert!(
+        bye.starts_with("BYE sip:01632960123@198.51.100.10:5060 "),
+        "{bye}"
+    );
+}

@@ -1351,3 +1351,148 @@ fn two_phones_register_one_shared_line() {
         "LAN address leaked:\n{provider_log}"
     );
 }
+
+/// A line shared by two desk phones, with a real forking provider (Kamailio as registrar and
+/// proxy, digest auth, tests/lab/provider-kamailio.cfg): both phones register through the box,
+/// a call for the line is forked by the provider to both registrations, the box rings both
+/// phones (one INVITE each, same Call-ID upstream), one is busy, the other answers, and the
+/// caller's BYE reaches the phone that answered.
+#[test]
+fn a_call_to_a_shared_line_forked_by_the_provider_rings_both_phones() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let b = running_box(&lab);
+    lab.run_ok(
+        Node::Phone,
+        &["ip", "addr", "add", "10.100.0.51/24", "dev", "eth0"],
+    )
+    .unwrap();
+    lab.run_ok(
+        Node::Provider,
+        &["ip", "addr", "add", "198.51.100.11/24", "dev", "eth0"],
+    )
+    .unwrap();
+    let klog = b.dir.path().join("kamailio.log");
+    let mut cmd = lab.command(Node::Provider, "kamailio");
+    cmd.arg("-f")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/lab/provider-kamailio.cfg"
+        ))
+        .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
+        .arg(b.dir.path())
+        .arg("-w")
+        .arg(b.dir.path())
+        .arg("-P")
+        .arg(b.dir.path().join("kamailio.pid"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&klog).unwrap());
+    let _kamailio = lab.spawn(Node::Provider, cmd).unwrap();
+    let t0 = std::time::Instant::now();
+    while !lab
+        .run_ok(Node::Provider, &["ss", "-Hlun", "sport = :5060"])
+        .unwrap()
+        .contains("198.51.100.10:5060")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "kamailio did not start:\n{}",
+            std::fs::read_to_string(&klog).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for ip in ["10.100.0.50", "10.100.0.51"] {
+        let mut args = REGISTER_PHONE.to_vec();
+        args[4] = ip;
+        let (ok, log) = sipp(&lab, Node::Phone, &args, Duration::from_secs(15));
+        assert!(
+            ok,
+            "{ip}: registration failed:\n{log}\ndaemon:\n{}\nkamailio:\n{}",
+            b.log(),
+            std::fs::read_to_string(&klog).unwrap_or_default()
+        );
+    }
+
+    let (a_log, b_log) = (
+        b.dir.path().join("phone-a.log"),
+        b.dir.path().join("phone-b.log"),
+    );
+    let mut phone_a = sipp_bg(
+        &lab,
+        Node::Phone,
+        &["-sn", "uas", "-i", "10.100.0.50", "-p", "5070", "-m", "1"],
+        &a_log,
+    );
+    let mut phone_b = sipp_bg(
+        &lab,
+        Node::Phone,
+        &[
+            "-sf",
+            &scenario("uas_busy.xml"),
+            "-i",
+            "10.100.0.51",
+            "-p",
+            "5070",
+            "-m",
+            "1",
+        ],
+        &b_log,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let caller_log = b.dir.path().join("caller.log");
+    let mut caller = sipp_bg(
+        &lab,
+        Node::Provider,
+        &[
+            "-sf",
+            &scenario("uac_routed.xml"),
+            "198.51.100.10:5060",
+            "-i",
+            "198.51.100.11",
+            "-p",
+            "5060",
+            "-s",
+            "1001",
+            "-m",
+            "1",
+        ],
+        &caller_log,
+    );
+    let caller_ok = caller.wait_timeout(Duration::from_secs(20)).unwrap();
+    let a_ok = phone_a.wait_timeout(Duration::from_secs(5)).unwrap();
+    let b_ok = phone_b.wait_timeout(Duration::from_secs(5)).unwrap();
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    let report = || {
+        format!(
+            "caller:\n{}\nphone A:\n{}\nphone B:\n{}\nkamailio:\n{}\ndaemon:\n{}",
+            read(&caller_log),
+            read(&a_log),
+            read(&b_log),
+            read(&klog),
+            b.log()
+        )
+    };
+    assert!(
+        caller_ok.is_some_and(|s| s.success()),
+        "the caller's call failed\n{}",
+        report()
+    );
+    assert!(
+        a_ok.is_some_and(|s| s.success()),
+        "phone A did not answer and get the BYE\n{}",
+        report()
+    );
+    assert!(
+        b_ok.is_some_and(|s| s.success()),
+        "phone B did not ring\n{}",
+        report()
+    );
+    assert!(
+        read(&klog).contains("forking INVITE for 1001"),
+        "{}",
+        report()
+    );
+    wait_calls_empty(&b.socket());
+}
