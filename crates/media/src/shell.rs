@@ -117,7 +117,7 @@ impl Running {
                 Change::Install { id, flow, .. } => {
                     tracing::debug!(stream = id, lan = %flow.peers[0], wan = %flow.peers[1], "stream forwarded in the kernel");
                     if let Some(s) = streams.get(&id) {
-                        lock(s).set_offloaded();
+                        lock(s).set_offloaded(now);
                     }
                 }
                 Change::Withdraw { id, .. } => {
