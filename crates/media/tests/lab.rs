@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use lab::{addr, Lab, LabOptions, Node};
 use media::stats::Source;
-use media::{CallState, EndReason, MediaEvent, MediaHandle, MediaSettings, Side};
+use media::{CallState, EndReason, MediaEvent, MediaHandle, MediaSettings, Release, Side};
 
 /// G.711 at 20 ms: 50 packets a second, 160 bytes of audio after a 12-byte header.
 const PACKET: Duration = Duration::from_millis(20);
@@ -473,7 +473,8 @@ fn call_through_the_box(opts: LabOptions, kernel: bool) {
         assert_eq!(media.snapshot()[0].state, CallState::Active);
 
         // Hang up: the final figures match everything sent, and the ports are free.
-        let report = media.release("call-1").unwrap();
+        // (Resumed, the stream may be back in the kernel: its figures then follow the release.)
+        let report = release_and_wait(&media, "call-1");
         let s = &report.streams[0];
         // Phone: 99 + 1 (the TOS probe) + 147 + 10 on hold + 10 resumed; provider: 99 + 1 +
         // 150 + 10.
@@ -553,7 +554,10 @@ fn silence_ends_the_call_but_hold_does_not() {
             call_id,
             reason,
             report,
-        } = event;
+        } = event
+        else {
+            panic!("{event:?}")
+        };
         assert_eq!(call_id, "silent");
         assert!(matches!(reason, EndReason::Timeout { idle_secs } if idle_secs >= 2));
         assert!(started.elapsed() < Duration::from_secs(4));
@@ -568,6 +572,118 @@ fn silence_ends_the_call_but_hold_does_not() {
             (snap[0].call_id.as_str(), snap[0].state),
             ("held", CallState::Held)
         );
+        media.stop();
+    })
+    .unwrap();
+}
+
+/// Releases `call` and returns its final figures: at once, or from `MediaEvent::Released`
+/// once the kernel has let go of its streams (up to 3 s).
+fn release_and_wait(media: &MediaHandle, call: &str) -> media::CallReport {
+    let mut events = media.subscribe();
+    let started = Instant::now();
+    match media.release(call).expect("a known call") {
+        Release::Done(report) => report,
+        Release::Pending => loop {
+            match events.try_recv() {
+                Ok(MediaEvent::Released { call_id, report }) if call_id == call => break report,
+                Ok(_) => {}
+                Err(_) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(3),
+                        "no final figures"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        },
+    }
+}
+
+/// A call whose stream the kernel forwards is released without waiting for nft: the SIP side
+/// gets `Release::Pending` at once, the final figures (exact, with the kernel's last counters)
+/// follow as `MediaEvent::Released`, and the ports stay taken until the kernel let go.
+#[test]
+fn releasing_a_call_in_the_kernel_does_not_wait_for_nft() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let phone = udp(&lab, Node::Phone, PHONE_PORT);
+    let provider = udp(&lab, Node::Provider, PROVIDER_PORT);
+    let rt = box_runtime(&lab);
+    lab.in_netns(Node::Box, || {
+        let _rt = rt.enter();
+        let media = MediaHandle::new();
+        media.start(settings()).unwrap();
+        media.set_public_address(Some(addr::ISP_WAN));
+        let offer = sdp("-", 1, addr::PHONE, PHONE_PORT, "a=sendrecv\r\n");
+        let wan_port = m_port(&media.offer("call-1", Side::Lan, &offer).unwrap());
+        let answer = sdp("prov", 1, addr::PROVIDER, PROVIDER_PORT, "");
+        let lan_port = m_port(&media.answer("call-1", Side::Wan, &answer).unwrap());
+        let to_box = SocketAddr::from((addr::BOX_LAN, lan_port));
+
+        let both: Vec<u16> = (0..60).collect();
+        let (at_phone, at_provider) = exchange(&phone, &provider, to_box, &both, &[], &both);
+        assert_eq!((at_phone.len(), at_provider.len()), (60, 60));
+        let seen_at_provider = at_provider[0].1;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !media.snapshot()[0].streams[0].kernel {
+            assert!(
+                Instant::now() < deadline,
+                "the stream never went to the kernel"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // 40 more each way, forwarded by the kernel.
+        for seq in 60..100 {
+            phone.send_to(&rtp(0, seq, 0xaaaa), to_box).unwrap();
+            provider
+                .send_to(&rtp(0, seq, 0xbbbb), seen_at_provider)
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(collect(&provider).len(), 40);
+        assert_eq!(collect(&phone).len(), 40);
+
+        let mut events = media.subscribe();
+        let started = Instant::now();
+        let released = media.release("call-1");
+        let took = started.elapsed();
+        assert!(matches!(released, Some(Release::Pending)), "{released:?}");
+        assert!(
+            UdpSocket::bind((addr::BOX_LAN, lan_port)).is_err(),
+            "the port stays taken while the kernel may still forward it"
+        );
+        let report = loop {
+            match events.try_recv() {
+                Ok(MediaEvent::Released { call_id, report }) => {
+                    assert_eq!(call_id, "call-1");
+                    break report;
+                }
+                Ok(other) => panic!("{other:?}"),
+                Err(_) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(3),
+                        "no final figures"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        };
+        let final_after = started.elapsed();
+        eprintln!(
+            "release with a stream in the kernel: returned in {} µs; final figures after {} ms",
+            took.as_micros(),
+            final_after.as_millis()
+        );
+        assert!(
+            took < Duration::from_millis(25),
+            "release waited {took:?} (nft takes tens of ms)"
+        );
+        let s = &report.streams[0];
+        assert_eq!((s.lan.received.packets, s.wan.received.packets), (100, 100));
+        assert!(media.snapshot().is_empty());
+        assert!(!kernel_elements(&lab).contains("jump"), "no element left");
+        assert!(freed(addr::BOX_LAN, lan_port) && freed(addr::BOX_WAN, wan_port));
         media.stop();
     })
     .unwrap();
