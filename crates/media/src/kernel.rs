@@ -28,6 +28,16 @@
 //! stream's chain returns RTCP packet types 200-206 to the normal path; events by their
 //! payload type), so round trips, RTCP counts and DTMF are still seen there.
 //!
+//! While the kernel has a stream the relay sees none of its RTP: packet counts come from the
+//! counters (exact), and loss and jitter from the RTCP report blocks each party sends about
+//! the RTP it receives (RFC 3550 6.4.1; see `DirectionStats::on_far_report`), shown as
+//! `loss_source`/`jitter_source: rtcp` in `voxgate calls --json`. Those are end to end (they
+//! include the box's far leg). Loss in a kernel stretch becomes exact again (from sequence
+//! numbers) once the relay has the stream back and sees its RTP. A stream whose parties send
+//! no RTCP keeps the relay's figures: loss in the stretch unseen until it comes back (or at
+//! all, for the last stretch of a call), jitter and longest gap as they were when the kernel
+//! took it. Longest gap is never measured in the kernel.
+//!
 //! [`Offloader`] decides the changes from the streams' wishes; [`Batch`] renders them.
 
 use std::collections::HashMap;

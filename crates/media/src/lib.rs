@@ -19,7 +19,8 @@
 //! let to_provider = media.offer("call-1", Side::Lan, invite_sdp)?;
 //! // The provider's 200 OK: its answer goes back to the phone naming the box's LAN ports.
 //! let to_phone = media.answer("call-1", Side::Wan, ok_sdp)?;
-//! // BYE from either side: ports freed, final figures logged and returned.
+//! // BYE from either side: ports freed, final figures logged and returned (or, with streams
+//! // in the kernel, logged and sent as MediaEvent::Released once it has let go of them).
 //! let report = media.release("call-1");
 //! # Ok(()) }
 //! ```
@@ -46,7 +47,7 @@ pub use ports::PortAllocator;
 pub use relay::{CallReport, CallState, EndReason, MediaEvent, Opened, Outcome, Relay};
 pub use service::MediaService;
 pub use settings::{MediaSettings, TOS_EF};
-pub use shell::MediaHandle;
+pub use shell::{MediaHandle, Release};
 pub use stream::{Forward, LegReport, SharedStream, Socket, Stream, StreamReport};
 pub use sys::interface_ipv4;
 

@@ -223,3 +223,6 @@ fn apply_changes(changes: &[Change]) -> Vec<Done> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -57,6 +57,15 @@ pub enum MediaEvent {
         /// Its final figures.
         report: CallReport,
     },
+    /// The final figures of a call the SIP side released while the kernel forwarded some of
+    /// its streams ([`crate::Release::Pending`]): sent once the kernel let go of them and
+    /// their counters were read; the call's ports are free (in quarantine) by then.
+    Released {
+        /// The call.
+        call_id: String,
+        /// Its final figures.
+        report: CallReport,
+    },
 }
 
 /// Why the relay ended a call.
@@ -97,6 +106,24 @@ pub enum CallState {
     Active,
     /// Answered, a stream on hold.
     Held,
+}
+
+/// A call out of the relay whose ports and final figures wait (see [`Relay::end`]).
+pub(crate) struct Ending {
+    call_id: String,
+    call: Call,
+}
+
+impl Ending {
+    /// The call's id.
+    pub(crate) fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// Its open streams.
+    pub(crate) fn streams(&self) -> Vec<SharedStream> {
+        self.call.slots.iter().flatten().cloned().collect()
+    }
 }
 
 struct Pending {
@@ -388,8 +415,25 @@ impl Relay {
     /// Ends a call: its ports go into quarantine and its figures are logged and returned,
     /// with the ids of the streams whose sockets can go. `None` for an unknown call.
     pub fn release(&mut self, now: Instant, call_id: &str) -> Option<(CallReport, Vec<u64>)> {
+        let ending = self.end(call_id)?;
+        Some(self.finish(now, ending))
+    }
+
+    /// Takes a call out of the relay (no longer shown, timed out or offered to) but keeps its
+    /// ports allocated until [`Relay::finish`]: the kernel may still forward its streams.
+    pub(crate) fn end(&mut self, call_id: &str) -> Option<Ending> {
         let call = self.calls.remove(call_id)?;
-        let report = report(call_id, &call, now);
+        Some(Ending {
+            call_id: call_id.to_string(),
+            call,
+        })
+    }
+
+    /// Ends a call taken out by [`Relay::end`]: its figures are logged and returned with the
+    /// ids of the streams whose sockets can go, its ports go into quarantine.
+    pub(crate) fn finish(&mut self, now: Instant, ending: Ending) -> (CallReport, Vec<u64>) {
+        let Ending { call_id, call } = ending;
+        let report = report(&call_id, &call, now);
         let closed = call
             .slots
             .iter()
@@ -401,7 +445,7 @@ impl Relay {
             summary = %serde_json::to_string(&report).unwrap_or_default(),
             "call media ended"
         );
-        Some((report, closed))
+        (report, closed)
     }
 
     /// Ends the calls that have been silent too long (`timeout`, or `hold_timeout` while not

@@ -1,4 +1,5 @@
-//! Round-trip time from the RTCP the relay passes on (RFC 3550 6.4.1), sans-IO. When the box
+//! What the relay learns from the RTCP it passes on (RFC 3550 6.4.1), sans-IO: each report
+//! block's loss and jitter figures (see [`Block`]), and the round-trip time. When the box
 //! relays a sender report (SR) towards a party, it notes the SR's timestamp (the middle 32
 //! bits of its NTP time) and when it sent it; when that party's next report block names the
 //! SR (LSR) and how long it held it (DLSR), the round trip box → party → box is
@@ -14,13 +15,33 @@ const RR: u8 = 201;
 /// SRs remembered per leg (a party may answer an older one).
 const REMEMBERED: usize = 4;
 
-/// What one RTCP compound packet holds that the RTT needs.
+/// One report block (RFC 3550 6.4.1): what the sender of the SR/RR measured of the RTP it
+/// receives from `ssrc`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Block {
+    /// The source the block is about.
+    pub ssrc: u32,
+    /// Fraction of packets lost since the previous report, in 1/256.
+    pub fraction_lost: u8,
+    /// Packets lost since reception began (24-bit signed: duplicates can make it negative).
+    pub cumulative_lost: i32,
+    /// Extended highest sequence number received.
+    pub highest_seq: u32,
+    /// Interarrival jitter, in timestamp units of the source's RTP clock.
+    pub jitter: u32,
+    /// Middle 32 bits of the last SR's NTP timestamp (0: none yet).
+    pub lsr: u32,
+    /// Delay since that SR, in units of 1/65536 s.
+    pub dlsr: u32,
+}
+
+/// What one RTCP compound packet holds that the relay uses.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reports {
     /// Middle 32 bits of the NTP timestamp of each SR in the compound.
     pub sr_ntp: Vec<u32>,
-    /// (LSR, DLSR) of each report block.
-    pub blocks: Vec<(u32, u32)>,
+    /// The report blocks of every SR and RR in the compound.
+    pub blocks: Vec<Block>,
 }
 
 fn be32(b: &[u8], at: usize) -> Option<u32> {
@@ -55,10 +76,19 @@ pub fn parse(b: &[u8]) -> Reports {
         };
         for i in 0..rc {
             let o = blocks_at + 24 * i;
-            match (be32(p, o + 16), be32(p, o + 20)) {
-                (Some(lsr), Some(dlsr)) => out.blocks.push((lsr, dlsr)),
-                _ => break,
-            }
+            let Some(b) = p.get(o..o + 24) else { break };
+            let word = |at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+            let lost = word(4);
+            out.blocks.push(Block {
+                ssrc: word(0),
+                fraction_lost: (lost >> 24) as u8,
+                // Sign-extends the 24-bit field.
+                cumulative_lost: ((lost << 8) as i32) >> 8,
+                highest_seq: word(8),
+                jitter: word(12),
+                lsr: word(16),
+                dlsr: word(20),
+            });
         }
         at += len;
     }
@@ -86,7 +116,7 @@ impl RttMeter {
 
     /// This leg's party sent `reports` at `now`: a block naming an SR we sent gives the RTT.
     pub fn received(&mut self, now: Instant, reports: &Reports) {
-        for &(lsr, dlsr) in &reports.blocks {
+        for &Block { lsr, dlsr, .. } in &reports.blocks {
             if lsr == 0 {
                 continue;
             }
@@ -127,6 +157,17 @@ pub(crate) mod build {
         }
         b
     }
+
+    /// An RR from `ssrc` with one report block about `about`: `fraction` lost (1/256),
+    /// `cumulative` lost (24-bit signed) and `jitter` in timestamp units.
+    pub fn rr_loss(ssrc: u32, about: u32, fraction: u8, cumulative: i32, jitter: u32) -> Vec<u8> {
+        let lost = (u32::from(fraction) << 24) | (cumulative as u32 & 0x00ff_ffff);
+        let mut b = vec![0x81, 201, 0, 7];
+        for w in [ssrc, about, lost, 1000, jitter, 0, 0] {
+            b.extend_from_slice(&w.to_be_bytes());
+        }
+        b
+    }
 }
 
 #[cfg(test)]
@@ -142,10 +183,50 @@ mod tests {
         b.extend([0x81, 202, 0, 1, 0, 0, 0, 2]);
         let r = parse(&b);
         assert_eq!(r.sr_ntp, vec![0x2345_6789]);
-        assert_eq!(r.blocks, vec![(0x2345_6789, 65536)]);
+        assert_eq!(
+            r.blocks,
+            vec![Block {
+                ssrc: 0xdead_beef,
+                fraction_lost: 0,
+                cumulative_lost: 0,
+                highest_seq: 100,
+                jitter: 3,
+                lsr: 0x2345_6789,
+                dlsr: 65536
+            }]
+        );
         // Truncated: what came before stays, no panic.
         assert_eq!(parse(&b[..30]).sr_ntp, vec![0x2345_6789]);
         assert_eq!(parse(&[0x81, 201]), Reports::default());
+    }
+
+    #[test]
+    fn report_block_loss_and_jitter() {
+        let b = parse(&rr_loss(9, 0xaaaa, 64, 1234, 80)).blocks;
+        assert_eq!(b.len(), 1);
+        assert_eq!(
+            (
+                b[0].ssrc,
+                b[0].fraction_lost,
+                b[0].cumulative_lost,
+                b[0].jitter
+            ),
+            (0xaaaa, 64, 1234, 80)
+        );
+        // More duplicates than losses: the 24-bit field is negative.
+        assert_eq!(
+            parse(&rr_loss(9, 1, 0, -2, 0)).blocks[0].cumulative_lost,
+            -2
+        );
+        assert_eq!(
+            parse(&rr_loss(9, 1, 0, 0x7f_ffff, 0)).blocks[0].cumulative_lost,
+            0x7f_ffff
+        );
+        // A block cut short is not read.
+        let mut short = rr_loss(9, 1, 0, 5, 0);
+        short.truncate(20);
+        short[3] = 4;
+        assert!(parse(&short).blocks.is_empty());
     }
 
     #[test]

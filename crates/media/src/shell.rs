@@ -1,7 +1,7 @@
 //! The tokio shell: a UDP socket per allocated port, a task per socket moving its packets,
 //! and a ticker that ends silent calls. [`MediaHandle`] is what the SIP service holds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -18,7 +18,7 @@ use config::model::KernelPath as KernelMode;
 
 use crate::kernel::{self, Change, Flow, Offloader};
 use crate::nft::{Done, KernelPath};
-use crate::relay::{lock, CallReport, MediaEvent, Relay};
+use crate::relay::{lock, CallReport, Ending, MediaEvent, Relay};
 use crate::stream::{KernelRules, SharedStream, Socket, KERNEL_READ_EVERY};
 use crate::{sys, MediaError, MediaSettings, Side};
 
@@ -82,6 +82,31 @@ struct Running {
     workers: Vec<Worker>,
     /// The kernel path, when configured and available.
     kernel: Option<Kernel>,
+    /// Calls released while the kernel forwarded some of their streams: their final figures
+    /// and ports wait for the kernel to let go of them (see [`MediaHandle::release`]).
+    ending: Vec<Releasing>,
+    /// Where [`MediaEvent::Released`] goes.
+    events: broadcast::Sender<MediaEvent>,
+}
+
+/// A released call waiting for the kernel.
+struct Releasing {
+    ending: Ending,
+    /// Its streams the kernel has not let go of yet.
+    waiting: HashSet<u64>,
+    since: Instant,
+}
+
+/// What [`MediaHandle::release`] did.
+#[derive(Debug)]
+pub enum Release {
+    /// The call is released: its final figures (also logged).
+    Done(CallReport),
+    /// The kernel forwarded some of the call's streams: they are being withdrawn, on the nft
+    /// thread. The final figures (with the kernel's last counters) are logged and sent as
+    /// [`MediaEvent::Released`] once it has let go of them; the call's ports stay allocated
+    /// until then, so no new call gets a port the kernel still forwards.
+    Pending,
 }
 
 /// The kernel path of a running relay: its I/O and its sans-IO bookkeeping.
@@ -102,6 +127,7 @@ impl Running {
     /// they now want; with `read`, asks for fresh counters too.
     fn sync_kernel(&mut self, now: Instant, read: bool) {
         self.take_kernel_reports(now);
+        self.finish_released(now);
         let Some(k) = self.kernel.as_mut() else {
             return;
         };
@@ -117,7 +143,7 @@ impl Running {
                 Change::Install { id, flow, .. } => {
                     tracing::debug!(stream = id, lan = %flow.peers[0], wan = %flow.peers[1], "stream forwarded in the kernel");
                     if let Some(s) = streams.get(&id) {
-                        lock(s).set_offloaded();
+                        lock(s).set_offloaded(now);
                     }
                 }
                 Change::Withdraw { id, .. } => {
@@ -140,7 +166,13 @@ impl Running {
         if done.is_empty() {
             return;
         }
-        let streams = self.relay.streams();
+        let mut streams = self.relay.streams();
+        for e in &self.ending {
+            for st in e.ending.streams() {
+                let id = lock(&st).id();
+                streams.insert(id, st);
+            }
+        }
         for d in done {
             match d {
                 Done::Failed { id, error } => {
@@ -154,6 +186,9 @@ impl Running {
                     k.offloader.withdrawn(id);
                     if let Some(s) = streams.get(&id) {
                         lock(s).kernel_withdrawn(now, finals);
+                    }
+                    for e in &mut self.ending {
+                        e.waiting.remove(&id);
                     }
                 }
                 Done::Counters(c) => {
@@ -173,27 +208,85 @@ impl Running {
         }
     }
 
-    /// Takes `streams` out of the kernel and waits for their final counters (a call ends).
-    fn withdraw_now(&mut self, now: Instant, streams: &[SharedStream]) {
-        let Some(k) = self.kernel.as_mut() else {
-            return;
+    /// Releases a call: at once if the kernel forwards none of its streams; else queues their
+    /// withdrawal and leaves the rest to [`Running::finish_released`].
+    fn release(&mut self, now: Instant, call_id: &str) -> Option<Release> {
+        let streams = self.relay.call_streams(call_id);
+        let waiting: HashSet<u64> = match self.kernel.as_mut() {
+            None => HashSet::new(),
+            Some(k) => {
+                let ids: HashSet<u64> = streams
+                    .iter()
+                    .map(|s| lock(s).id())
+                    .filter(|&id| k.offloader.is_installed(id) || k.offloader.is_withdrawing(id))
+                    .collect();
+                let changes: Vec<Change> = ids
+                    .iter()
+                    .filter_map(|&id| k.offloader.withdraw(id))
+                    .collect();
+                k.path.apply(changes);
+                ids
+            }
         };
-        let ids: Vec<u64> = streams.iter().map(|s| lock(s).id()).collect();
-        if !ids
-            .iter()
-            .any(|&id| k.offloader.is_installed(id) || k.offloader.is_withdrawing(id))
-        {
+        if waiting.is_empty() {
+            let (report, closed) = self.relay.release(now, call_id)?;
+            self.close(&closed);
+            return Some(Release::Done(report));
+        }
+        let ending = self.relay.end(call_id)?;
+        tracing::debug!(
+            call_id,
+            streams = waiting.len(),
+            "call released; waiting for the kernel to let go of its streams"
+        );
+        self.ending.push(Releasing {
+            ending,
+            waiting,
+            since: now,
+        });
+        Some(Release::Pending)
+    }
+
+    /// Finishes the released calls the kernel has let go of: final figures logged and sent,
+    /// sockets closed, ports into quarantine.
+    fn finish_released(&mut self, now: Instant) {
+        let (done, waiting): (Vec<Releasing>, Vec<Releasing>) = std::mem::take(&mut self.ending)
+            .into_iter()
+            .partition(|e| e.waiting.is_empty());
+        self.ending = waiting;
+        for e in done {
+            let took = now.saturating_duration_since(e.since);
+            if took > KERNEL_SYNC_LIMIT {
+                tracing::warn!(
+                    call_id = e.ending.call_id(),
+                    took_ms = took.as_millis() as u64,
+                    "media kernel path: slow to let go of a released call's streams"
+                );
+            }
+            let call_id = e.ending.call_id().to_string();
+            let (report, closed) = self.relay.finish(now, e.ending);
+            self.close(&closed);
+            // No subscriber is fine: the figures are logged.
+            let _ = self.events.send(MediaEvent::Released { call_id, report });
+        }
+    }
+
+    /// Waits (up to [`KERNEL_SYNC_LIMIT`]) for the kernel to let go of released calls, and
+    /// finishes them (the relay stops).
+    fn finish_released_now(&mut self, now: Instant) {
+        if self.ending.is_empty() {
             return;
         }
-        let changes: Vec<Change> = ids
-            .iter()
-            .filter_map(|&id| k.offloader.withdraw(id))
-            .collect();
-        k.path.apply(changes);
-        if !k.path.sync(KERNEL_SYNC_LIMIT) {
-            tracing::warn!("media kernel path: nft did not answer in time; the call's last figures may miss a second of kernel counters");
+        if let Some(k) = &self.kernel {
+            if !k.path.sync(KERNEL_SYNC_LIMIT) {
+                tracing::warn!("media kernel path: nft did not answer in time; released calls' last figures may miss a second of kernel counters");
+            }
         }
         self.take_kernel_reports(now);
+        for e in &mut self.ending {
+            e.waiting.clear();
+        }
+        self.finish_released(now);
     }
 
     /// Fresh counters for every stream in the kernel, and withdrawals finished, waited for.
@@ -207,6 +300,7 @@ impl Running {
         k.path.read();
         k.path.sync(KERNEL_SYNC_LIMIT);
         self.take_kernel_reports(now);
+        self.finish_released(now);
     }
 }
 
@@ -308,6 +402,8 @@ impl MediaHandle {
             tasks: HashMap::new(),
             workers,
             kernel,
+            ending: Vec::new(),
+            events: self.inner.events.clone(),
         });
         Ok(())
     }
@@ -319,6 +415,7 @@ impl MediaHandle {
             return;
         };
         r.read_kernel_now(Instant::now());
+        r.finish_released_now(Instant::now());
         for (event, _) in r.relay.release_all(Instant::now()) {
             let _ = self.inner.events.send(event);
         }
@@ -357,7 +454,8 @@ impl MediaHandle {
         }
     }
 
-    /// Receives [`MediaEvent`]s: calls the relay ended by itself.
+    /// Receives [`MediaEvent`]s: calls the relay ended by itself, and the final figures of
+    /// calls released while in the kernel.
     pub fn subscribe(&self) -> broadcast::Receiver<MediaEvent> {
         self.inner.events.subscribe()
     }
@@ -433,16 +531,15 @@ impl MediaHandle {
         Ok(out.sdp)
     }
 
-    /// Ends a call: sockets closed, ports into quarantine, final figures logged and returned.
-    /// `None` if the relay does not know the call (e.g. it already timed out).
-    pub fn release(&self, call_id: &str) -> Option<CallReport> {
+    /// Ends a call: sockets closed, ports into quarantine, final figures logged and returned
+    /// ([`Release::Done`]). With streams in the kernel, it does not wait for nft (a release
+    /// then takes tens of milliseconds, measured in `nft::tests`): [`Release::Pending`], and
+    /// the figures follow as [`MediaEvent::Released`]. `None` if the relay does not know the
+    /// call (e.g. it already timed out).
+    pub fn release(&self, call_id: &str) -> Option<Release> {
         let mut guard = self.state();
         let r = guard.as_mut()?;
-        let streams = r.relay.call_streams(call_id);
-        r.withdraw_now(Instant::now(), &streams);
-        let (report, closed) = r.relay.release(Instant::now(), call_id)?;
-        r.close(&closed);
-        Some(report)
+        r.release(Instant::now(), call_id)
     }
 
     /// Every call's state and figures, for `voxgate calls`.

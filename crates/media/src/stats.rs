@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::packet::RtpHeader;
+use crate::rtcp::Block;
 
 /// A jump of more than this many sequence numbers is a source restart, not loss (RFC 3550 A.1).
 const MAX_DROPOUT: u16 = 3000;
@@ -121,6 +122,41 @@ impl Sequence {
     }
 }
 
+/// Where a figure of a [`DirectionReport`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Measured by the relay on the RTP it saw (exact for loss, bracketed by sequence numbers).
+    #[default]
+    Relay,
+    /// From the RTCP report blocks the party receiving this direction sends about it: the
+    /// kernel forwarded the RTP without the relay seeing it. End to end, so it also counts
+    /// what the box's far leg lost or jittered.
+    Rtcp,
+}
+
+/// The latest report block the receiving party sent about this direction's source.
+#[derive(Debug, Clone, Copy)]
+struct FarEnd {
+    at: Instant,
+    /// The loss the relay had seen when the report arrived.
+    seen_lost: i64,
+    fraction_lost: u8,
+    cumulative_lost: i64,
+    /// Interarrival jitter in seconds (`None`: the source's clock rate is unknown).
+    jitter: Option<f64>,
+}
+
+/// A stretch in the kernel whose RTP the relay has not yet bracketed with sequence numbers
+/// of its own: loss and jitter in it are only known from the receiving party's RTCP.
+#[derive(Debug, Clone, Copy)]
+struct Stretch {
+    started: Instant,
+    /// The receiving party's cumulative loss when the stretch began (its last report then,
+    /// or, before it reported, the loss the relay had seen: the party's count covers that).
+    base_lost: i64,
+}
+
 /// Quality of the media arriving at the box from one side.
 #[derive(Debug, Clone, Default)]
 pub struct DirectionStats {
@@ -151,6 +187,11 @@ pub struct DirectionStats {
     /// Kernel packets and RTP seen aside that precede RTP the relay saw afterwards (with the
     /// stream back from the kernel): inside the sequence span already.
     bracketed: u64,
+    /// The receiving party's latest report block about this direction.
+    far: Option<FarEnd>,
+    /// The kernel stretch not bracketed yet (set while offloaded, and after until the relay
+    /// sees RTP again).
+    stretch: Option<Stretch>,
 }
 
 impl DirectionStats {
@@ -160,9 +201,40 @@ impl DirectionStats {
         self.kernel = (packets, bytes);
     }
 
-    /// Whether the kernel forwards this direction now.
-    pub fn set_offloaded(&mut self, offloaded: bool) {
+    /// Whether the kernel forwards this direction now (from `now`).
+    pub fn set_offloaded(&mut self, now: Instant, offloaded: bool) {
         self.offloaded = offloaded;
+        if offloaded && self.stretch.is_none() {
+            let seen = self.seen_lost();
+            // The party's count covers the loss the relay saw after its last report too.
+            let base_lost = match self.far {
+                Some(f) => f.cumulative_lost + (seen - f.seen_lost).max(0),
+                None => seen,
+            };
+            self.stretch = Some(Stretch {
+                started: now,
+                base_lost,
+            });
+        }
+    }
+
+    /// The SSRC of the RTP the relay last counted in sequence.
+    pub fn ssrc(&self) -> Option<u32> {
+        self.seq.as_ref().map(|s| s.ssrc)
+    }
+
+    /// The party receiving this direction reported on it at `now` (a report block about
+    /// [`DirectionStats::ssrc`]): its jitter is converted with the clock rate of the last
+    /// RTP the relay saw.
+    pub fn on_far_report(&mut self, now: Instant, b: &Block) {
+        let clock = self.prev.map(|p| p.3).filter(|&c| c > 0);
+        self.far = Some(FarEnd {
+            at: now,
+            seen_lost: self.seen_lost(),
+            fraction_lost: b.fraction_lost,
+            cumulative_lost: i64::from(b.cumulative_lost),
+            jitter: clock.map(|c| f64::from(b.jitter) / f64::from(c)),
+        });
     }
 
     /// Accounts an RTP packet of `len` bytes that arrived at `now`.
@@ -176,6 +248,7 @@ impl DirectionStats {
         }
         // The kernel's counters are final here: the stream is only back once they were read.
         self.bracketed = self.kernel.0 + self.aside;
+        self.stretch = None;
         if let Some(last) = self.last_arrival {
             self.max_gap = self.max_gap.max(now.saturating_duration_since(last));
         }
@@ -240,17 +313,26 @@ impl DirectionStats {
     /// The figures, the R-factor counting `network_ms` of one-way network delay measured
     /// elsewhere (RTCP round trips) on top of [`BASE_DELAY_MS`].
     pub fn report_with_delay(&self, network_ms: f64) -> DirectionReport {
-        let (expected, received) = match &self.seq {
-            Some(s) => (
-                self.past_expected + s.expected(),
-                self.past_received + s.received,
-            ),
-            None => (self.past_expected, self.past_received),
+        let (mut expected, received) = self.counts();
+        // In a stretch the relay has not bracketed, loss and jitter are the receiving party's,
+        // once it has reported during the stretch: its loss since the stretch began is added
+        // to what the relay saw (and to what was expected), its jitter replaces the relay's
+        // (which stopped when the kernel took the stream).
+        let far = match (self.stretch, self.far) {
+            (Some(st), Some(f)) if f.at >= st.started => Some((st, f)),
+            _ => None,
         };
-        // Kernel packets (and RTP seen aside meanwhile) inside the sequence span once the relay
-        // saw RTP after them; else as many expected as arrived (loss there is not seen).
-        let expected = expected + (self.kernel.0 + self.aside - self.bracketed);
-        let received = received + self.kernel.0 + self.aside;
+        let mut loss_source = Source::Relay;
+        let mut jitter_source = Source::Relay;
+        let mut jitter = self.jitter;
+        if let Some((st, f)) = far {
+            expected += (f.cumulative_lost - st.base_lost).max(0) as u64;
+            loss_source = Source::Rtcp;
+            if let Some(j) = f.jitter {
+                jitter = j;
+                jitter_source = Source::Rtcp;
+            }
+        }
         // Duplicates can make received exceed expected; RFC 3550 clamps loss at zero.
         let lost = expected.saturating_sub(received);
         let loss_percent = if expected > 0 {
@@ -258,7 +340,7 @@ impl DirectionStats {
         } else {
             0.0
         };
-        let jitter_ms = self.jitter * 1000.0;
+        let jitter_ms = jitter * 1000.0;
         let r = (expected > 0).then(|| r_factor(loss_percent, jitter_ms, network_ms, self.codec));
         DirectionReport {
             packets: self.packets + self.kernel.0,
@@ -275,7 +357,38 @@ impl DirectionStats {
                 .collect(),
             r_factor: r.map(round2),
             mos: r.map(|r| round2(mos(r))),
+            loss_source,
+            jitter_source,
+            far_end: self.far.map(|f| FarEndReport {
+                fraction_lost_percent: round2(f64::from(f.fraction_lost) * 100.0 / 256.0),
+                cumulative_lost: f.cumulative_lost,
+                jitter_ms: f.jitter.map(|j| round2(j * 1000.0)),
+            }),
         }
+    }
+
+    /// The loss the relay has seen itself.
+    fn seen_lost(&self) -> i64 {
+        let (expected, received) = self.counts();
+        expected.saturating_sub(received) as i64
+    }
+
+    /// Packets expected and received: the relay's sequence numbers, plus the kernel's packets
+    /// (and RTP seen aside meanwhile), inside the sequence span once the relay saw RTP after
+    /// them, else as many expected as arrived (loss there is not seen by the relay).
+    fn counts(&self) -> (u64, u64) {
+        let (expected, received) = match &self.seq {
+            Some(s) => (
+                self.past_expected + s.expected(),
+                self.past_received + s.received,
+            ),
+            None => (self.past_expected, self.past_received),
+        };
+        let unbracketed = self.kernel.0 + self.aside - self.bracketed;
+        (
+            expected + unbracketed,
+            received + self.kernel.0 + self.aside,
+        )
     }
 }
 
@@ -339,6 +452,29 @@ pub struct DirectionReport {
     pub r_factor: Option<f64>,
     /// Estimated MOS from the R-factor.
     pub mos: Option<f64>,
+    /// Where `lost` (and `expected`, `loss_percent`) come from: `relay`, or `rtcp` while part
+    /// of the RTP went through the kernel unseen and the receiving party has reported since.
+    #[serde(default)]
+    pub loss_source: Source,
+    /// Where `jitter_ms` comes from (as `loss_source`).
+    #[serde(default)]
+    pub jitter_source: Source,
+    /// The receiving party's own view of this direction, from its latest RTCP report block
+    /// (end to end: it includes the box's far leg). Absent until it has reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub far_end: Option<FarEndReport>,
+}
+
+/// What the party receiving a direction says of it in RTCP (RFC 3550 6.4.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FarEndReport {
+    /// Loss since its previous report, in percent.
+    pub fraction_lost_percent: f64,
+    /// Packets lost since it began receiving (negative with duplicates).
+    pub cumulative_lost: i64,
+    /// Its interarrival jitter in milliseconds (absent if the clock rate is unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter_ms: Option<f64>,
 }
 
 #[cfg(test)]
@@ -478,6 +614,149 @@ mod tests {
         assert_eq!(r.jitter_ms, 0.0);
         assert_eq!(r.payload_types, vec![0, 101]);
         assert_eq!((r.expected, r.lost), (5, 0));
+    }
+
+    fn block(cumulative_lost: i32, jitter: u32) -> Block {
+        Block {
+            ssrc: 7,
+            fraction_lost: 0,
+            cumulative_lost,
+            highest_seq: 0,
+            jitter,
+            lsr: 0,
+            dlsr: 0,
+        }
+    }
+
+    /// 50 paced packets (sequence 0..50 but 10 missing) from `t0`, then the kernel takes over.
+    fn offloaded_after_loss(t0: Instant) -> DirectionStats {
+        let mut s = DirectionStats::default();
+        for seq in (0..50u16).filter(|&q| q != 10) {
+            let at = t0 + Duration::from_millis(20 * u64::from(seq));
+            s.on_rtp(at, &hdr(seq, u32::from(seq) * 160), 172, PCMU);
+        }
+        s.set_offloaded(t0 + Duration::from_secs(1), true);
+        s
+    }
+
+    #[test]
+    fn in_the_kernel_loss_and_jitter_come_from_the_receiver_s_rtcp() {
+        let t0 = Instant::now();
+        let mut s = offloaded_after_loss(t0);
+        s.set_kernel(200, 200 * 172);
+        let r = s.report();
+        assert_eq!(
+            (r.lost, r.expected),
+            (1, 250),
+            "no report yet: the relay's own"
+        );
+        assert_eq!(
+            (r.loss_source, r.jitter_source),
+            (Source::Relay, Source::Relay)
+        );
+        assert_eq!(r.jitter_ms, 0.0);
+        assert_eq!(r.far_end, None);
+
+        // The receiver reports 6 lost since it began (the 1 the relay saw too) and 80
+        // timestamp units of jitter: 10 ms at 8000 Hz.
+        s.on_far_report(t0 + Duration::from_secs(5), &block(6, 80));
+        let r = s.report();
+        assert_eq!((r.lost, r.expected, r.packets), (6, 255, 249));
+        assert_eq!(
+            (r.loss_source, r.jitter_source),
+            (Source::Rtcp, Source::Rtcp)
+        );
+        assert_eq!(r.jitter_ms, 10.0);
+        let far = r.far_end.clone().unwrap();
+        assert_eq!((far.cumulative_lost, far.jitter_ms), (6, Some(10.0)));
+        // The MOS follows the RTCP figures.
+        let quiet = r_factor(100.0 / 250.0, 0.0, 0.0, Codec::G711);
+        assert!(r.r_factor.unwrap() < round2(quiet));
+
+        // Back in user space, the kernel's stretch withdrawn with 210 packets; the relay's
+        // next packet brackets it with sequence numbers: exact again, and its own jitter.
+        s.set_kernel(210, 210 * 172);
+        s.set_offloaded(t0 + Duration::from_secs(6), false);
+        let r = s.report();
+        assert_eq!(
+            r.loss_source,
+            Source::Rtcp,
+            "until the relay sees RTP again"
+        );
+        let seq = 50 + 210 + 3; // three lost in the kernel's stretch
+        s.on_rtp(
+            t0 + Duration::from_millis(20 * u64::from(seq)),
+            &hdr(seq, u32::from(seq) * 160),
+            172,
+            PCMU,
+        );
+        let r = s.report();
+        assert_eq!(
+            (r.lost, r.loss_source, r.jitter_source),
+            (4, Source::Relay, Source::Relay)
+        );
+        assert_eq!(r.jitter_ms, 0.0);
+    }
+
+    #[test]
+    fn a_report_from_before_the_stretch_is_its_baseline() {
+        let t0 = Instant::now();
+        let mut s = DirectionStats::default();
+        for seq in 0..20u16 {
+            let at = t0 + Duration::from_millis(20 * u64::from(seq));
+            s.on_rtp(at, &hdr(seq, u32::from(seq) * 160), 172, PCMU);
+        }
+        // The receiver had lost 2 by its report at 0.4 s (the relay 0: lost after the box).
+        s.on_far_report(t0 + Duration::from_millis(400), &block(2, 8));
+        // Then the relay sees one lost before the kernel takes over.
+        for seq in 21..50u16 {
+            let at = t0 + Duration::from_millis(20 * u64::from(seq));
+            s.on_rtp(at, &hdr(seq, u32::from(seq) * 160), 172, PCMU);
+        }
+        s.set_offloaded(t0 + Duration::from_secs(1), true);
+        s.set_kernel(100, 100 * 172);
+        // The old report is not current: the relay's figures, its jitter unchanged.
+        let r = s.report();
+        assert_eq!(
+            (r.lost, r.loss_source, r.jitter_source),
+            (1, Source::Relay, Source::Relay)
+        );
+        // The next report says 2 + 1 + 4 in the kernel: only those 4 are added.
+        s.on_far_report(t0 + Duration::from_secs(3), &block(7, 16));
+        let r = s.report();
+        assert_eq!((r.lost, r.loss_source), (5, Source::Rtcp));
+        assert_eq!(r.jitter_ms, 2.0);
+        // A report with less loss than the baseline (duplicates) adds nothing.
+        s.on_far_report(t0 + Duration::from_secs(4), &block(-1, 0));
+        assert_eq!(s.report().lost, 1);
+    }
+
+    #[test]
+    fn jitter_is_converted_with_the_stream_s_clock_rate() {
+        let t0 = Instant::now();
+        let mut s = DirectionStats::default();
+        let wideband = PayloadInfo {
+            clock: 16000,
+            codec: Codec::G711,
+        };
+        for seq in 0..3u16 {
+            let at = t0 + Duration::from_millis(20 * u64::from(seq));
+            s.on_rtp(at, &hdr(seq, u32::from(seq) * 320), 332, wideband);
+        }
+        s.set_offloaded(t0 + Duration::from_secs(1), true);
+        s.on_far_report(t0 + Duration::from_secs(2), &block(0, 80));
+        let r = s.report();
+        assert_eq!((r.jitter_ms, r.jitter_source), (5.0, Source::Rtcp));
+        // Outside the kernel the relay's own jitter stays, the report is only shown.
+        let mut s = DirectionStats::default();
+        s.on_rtp(t0, &hdr(1, 160), 172, PCMU);
+        s.on_far_report(t0 + Duration::from_secs(2), &block(3, 80));
+        let r = s.report();
+        assert_eq!(
+            (r.jitter_ms, r.lost, r.jitter_source),
+            (0.0, 0, Source::Relay)
+        );
+        assert_eq!(r.far_end.unwrap().cumulative_lost, 3);
     }
 
     #[test]

@@ -240,11 +240,11 @@ impl Stream {
         self.offloaded
     }
 
-    /// The stream was handed to the kernel.
-    pub(crate) fn set_offloaded(&mut self) {
+    /// The stream was handed to the kernel at `now`.
+    pub(crate) fn set_offloaded(&mut self, now: Instant) {
         self.offloaded = true;
         for leg in &mut self.legs {
-            leg.rx.set_offloaded(true);
+            leg.rx.set_offloaded(now, true);
         }
     }
 
@@ -276,7 +276,7 @@ impl Stream {
                 done: (p, b),
                 live: (0, 0),
             };
-            leg.rx.set_offloaded(false);
+            leg.rx.set_offloaded(now, false);
         }
         self.offloaded = false;
     }
@@ -367,6 +367,13 @@ impl Stream {
             Accepted::Rtcp => {
                 rx.on_rtcp(bytes.len());
                 let reports = rtcp::parse(bytes);
+                // This side's party reports on what it receives: the other side's RTP.
+                let theirs = &mut self.legs[side.other() as usize].rx;
+                for b in &reports.blocks {
+                    if theirs.ssrc() == Some(b.ssrc) {
+                        theirs.on_far_report(now, b);
+                    }
+                }
                 self.legs[side as usize].rtt.received(now, &reports);
                 self.legs[side.other() as usize].rtt.sent(now, &reports);
                 (Socket::Rtcp, Socket::Rtcp)

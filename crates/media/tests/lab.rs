@@ -7,7 +7,8 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use lab::{addr, Lab, LabOptions, Node};
-use media::{CallState, EndReason, MediaEvent, MediaHandle, MediaSettings, Side};
+use media::stats::Source;
+use media::{CallState, EndReason, MediaEvent, MediaHandle, MediaSettings, Release, Side};
 
 /// G.711 at 20 ms: 50 packets a second, 160 bytes of audio after a 12-byte header.
 const PACKET: Duration = Duration::from_millis(20);
@@ -62,6 +63,58 @@ fn send_paced(s: &UdpSocket, to: SocketAddr, seqs: &[u16], events: &[u16], ssrc:
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
         let pt = if events.contains(&seq) { 101 | 0x80 } else { 0 };
         s.send_to(&rtp(pt, seq, ssrc), to).unwrap();
+    }
+}
+
+/// Receives until nothing came for the socket's read timeout; returns the packets and when
+/// each arrived.
+fn collect_timed(s: &UdpSocket) -> Vec<(Vec<u8>, Instant)> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Ok((n, _)) = s.recv_from(&mut buf) {
+        got.push((buf[..n].to_vec(), Instant::now()));
+    }
+    got
+}
+
+/// What a receiver of RTP reports about it in RTCP (RFC 3550 6.4.1, A.3, A.8): packets lost
+/// since it began (from the sequence numbers of everything it received, one SSRC, no wrap)
+/// and the interarrival jitter of `timed` (arrivals with RTP timestamps at 8000 Hz), in
+/// timestamp units.
+fn receiver_report(all_seqs: &[u16], timed: &[(Vec<u8>, Instant)]) -> (i32, u32) {
+    let lo = i32::from(*all_seqs.iter().min().unwrap());
+    let hi = i32::from(*all_seqs.iter().max().unwrap());
+    let lost = hi - lo + 1 - all_seqs.len() as i32;
+    let mut jitter = 0.0f64;
+    for w in timed.windows(2) {
+        let ts = |p: &[u8]| f64::from(u32::from_be_bytes([p[4], p[5], p[6], p[7]]));
+        let arrival = w[1].1.duration_since(w[0].1).as_secs_f64() * 8000.0;
+        let d = arrival - (ts(&w[1].0) - ts(&w[0].0));
+        jitter += (d.abs() - jitter) / 16.0;
+    }
+    (lost, jitter as u32)
+}
+
+/// An RR from `ssrc` with one report block about `about` (fraction lost left 0).
+fn rtcp_rr(ssrc: u32, about: u32, cumulative_lost: i32, jitter: u32) -> Vec<u8> {
+    let mut b = vec![0x81, 201, 0, 7];
+    let lost = cumulative_lost as u32 & 0x00ff_ffff;
+    for w in [ssrc, about, lost, 0, jitter, 0, 0] {
+        b.extend_from_slice(&w.to_be_bytes());
+    }
+    b
+}
+
+/// Sends `seqs` at 50 packets a second, those in `late` 10 ms behind their time (jitter).
+fn send_paced_late(s: &UdpSocket, to: SocketAddr, seqs: &[u16], late: &[u16], ssrc: u32) {
+    let start = Instant::now();
+    for &seq in seqs {
+        let mut due = start + PACKET * u32::from(seq - seqs[0]);
+        if late.contains(&seq) {
+            due += Duration::from_millis(10);
+        }
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        s.send_to(&rtp(0, seq, ssrc), to).unwrap();
     }
 }
 
@@ -259,11 +312,11 @@ fn call_through_the_box(opts: LabOptions, kernel: bool) {
             )
             .unwrap();
         let mut buf = [0u8; 64];
-        let (n, from) = provider_rtcp
+        let (n, box_wan_rtcp) = provider_rtcp
             .recv_from(&mut buf)
             .expect("RTCP to the provider");
         assert_eq!(buf[1], 201);
-        provider_rtcp.send_to(&buf[..n], from).unwrap();
+        provider_rtcp.send_to(&buf[..n], box_wan_rtcp).unwrap();
         phone_rtcp.recv_from(&mut buf).expect("RTCP to the phone");
 
         // DSCP EF on what the relay sends, on both sides (the router keeps the TOS byte).
@@ -321,6 +374,69 @@ fn call_through_the_box(opts: LabOptions, kernel: bool) {
         );
         assert_eq!(s.wan.received.packets, 100);
 
+        // Loss and jitter while the kernel has the stream: 150 more packets each way, the
+        // phone's with 3 lost and every fifth 10 ms late. The relay sees none of them; the
+        // provider, as a receiver does, reports what it measured in an RR (about the phone's
+        // SSRC), which passes through the relay on its way to the phone.
+        let up: Vec<u16> = (101..251).filter(|s| ![150, 151, 200].contains(s)).collect();
+        let down: Vec<u16> = (101..251).collect();
+        let late: Vec<u16> = up.iter().copied().filter(|s| s % 5 == 0).collect();
+        let (at_phone, timed) = std::thread::scope(|sc| {
+            let at_provider = sc.spawn(|| collect_timed(&provider));
+            let at_phone = sc.spawn(|| collect(&phone));
+            sc.spawn(|| send_paced(&provider, seen_at_provider, &down, &[], 0xbbbb));
+            send_paced_late(&phone, to_box, &up, &late, 0xaaaa);
+            (at_phone.join().unwrap(), at_provider.join().unwrap())
+        });
+        assert_eq!(seqs(&at_phone), down);
+        let phase: Vec<u16> = timed
+            .iter()
+            .map(|(p, _)| u16::from_be_bytes([p[2], p[3]]))
+            .collect();
+        assert_eq!(phase, up, "phone to provider while in the kernel");
+        let all: Vec<u16> = seqs(&at_provider)
+            .into_iter()
+            .chain([100])
+            .chain(phase)
+            .collect();
+        let (cumulative_lost, jitter) = receiver_report(&all, &timed);
+        assert_eq!(cumulative_lost, 4, "50, 150, 151 and 200 never sent");
+        assert!(jitter >= 8, "10 ms late every fifth packet is jitter: {jitter}");
+        provider_rtcp
+            .send_to(
+                &rtcp_rr(0xbbbb, 0xaaaa, cumulative_lost, jitter),
+                box_wan_rtcp,
+            )
+            .unwrap();
+        phone_rtcp.recv_from(&mut buf).expect("the RR to the phone");
+        let s = &media.snapshot()[0].streams[0];
+        let lan = &s.lan.received;
+        assert_eq!(lan.packets, 100 + 147);
+        assert_eq!(s.wan.received.packets, 100 + 150);
+        assert_eq!(lan.far_end.as_ref().unwrap().cumulative_lost, 4);
+        if kernel {
+            assert!(s.kernel, "still in the kernel");
+            assert_eq!(
+                (lan.lost, lan.loss_source, lan.jitter_source),
+                (4, Source::Rtcp, Source::Rtcp),
+                "the provider's RTCP: {lan:?}"
+            );
+            let reported = f64::from(jitter) / 8.0;
+            assert!(
+                (lan.jitter_ms - reported).abs() < 0.01,
+                "{} ms, the provider reported {reported} ms",
+                lan.jitter_ms
+            );
+        } else {
+            assert_eq!((lan.lost, lan.loss_source), (4, Source::Relay));
+            assert!(lan.jitter_ms >= 1.0, "the relay's own: {}", lan.jitter_ms);
+        }
+        assert_eq!(s.wan.received.lost, 1);
+        eprintln!(
+            "in the kernel: {kernel}; phone to provider: lost {} ({:?}), jitter {} ms ({:?}); the provider measured {} ms",
+            lan.lost, lan.loss_source, lan.jitter_ms, lan.jitter_source, f64::from(jitter) / 8.0
+        );
+
         // Hold (the phone sends sendonly): same ports both ways, and its audio still flows.
         let hold = sdp("-", 2, addr::PHONE, PHONE_PORT, "a=sendonly\r\n");
         assert_eq!(
@@ -337,7 +453,7 @@ fn call_through_the_box(opts: LabOptions, kernel: bool) {
             !media.snapshot()[0].streams[0].kernel,
             "hold brings it back"
         );
-        let more: Vec<u16> = (101..111).collect();
+        let more: Vec<u16> = (251..261).collect();
         let (_, at_provider) = exchange(&phone, &provider, to_box, &more, &[], &[]);
         assert_eq!(seqs(&at_provider), more);
 
@@ -351,20 +467,24 @@ fn call_through_the_box(opts: LabOptions, kernel: bool) {
             m_port(&media.answer("call-1", Side::Wan, &answer).unwrap()),
             lan_port
         );
-        let (up, down): (Vec<u16>, Vec<u16>) = ((111..121).collect(), (101..111).collect());
+        let (up, down): (Vec<u16>, Vec<u16>) = ((261..271).collect(), (251..261).collect());
         let (at_phone, at_provider) = exchange(&phone, &provider, to_box, &up, &[], &down);
         assert_eq!((seqs(&at_phone), seqs(&at_provider)), (down, up));
         assert_eq!(media.snapshot()[0].state, CallState::Active);
 
         // Hang up: the final figures match everything sent, and the ports are free.
-        let report = media.release("call-1").unwrap();
+        // (Resumed, the stream may be back in the kernel: its figures then follow the release.)
+        let report = release_and_wait(&media, "call-1");
         let s = &report.streams[0];
-        // Phone: 99 + 1 (the TOS probe) + 10 on hold + 10 resumed; provider: 99 + 1 + 10.
-        assert_eq!(s.lan.received.packets, 120);
-        assert_eq!(s.wan.received.packets, 110);
-        assert_eq!(s.wan.forwarded, 120 + 1, "RTP and one RTCP to the provider");
-        assert_eq!(s.lan.forwarded, 110 + 1, "RTP and one RTCP to the phone");
-        assert_eq!((s.lan.received.lost, s.wan.received.lost), (1, 1));
+        // Phone: 99 + 1 (the TOS probe) + 147 + 10 on hold + 10 resumed; provider: 99 + 1 +
+        // 150 + 10.
+        assert_eq!(s.lan.received.packets, 267);
+        assert_eq!(s.wan.received.packets, 260);
+        assert_eq!(s.wan.forwarded, 267 + 1, "RTP and one RTCP to the provider");
+        assert_eq!(s.lan.forwarded, 260 + 2, "RTP and two RTCP to the phone");
+        // Exact again: the relay saw the sequence continue after the kernel's stretch.
+        assert_eq!((s.lan.received.lost, s.wan.received.lost), (4, 1));
+        assert_eq!(s.lan.received.loss_source, Source::Relay);
         assert!(media.snapshot().is_empty());
         assert!(freed(addr::BOX_LAN, lan_port) && freed(addr::BOX_WAN, wan_port));
         assert!(!kernel_elements(&lab).contains("jump"), "no element left");
@@ -434,7 +554,10 @@ fn silence_ends_the_call_but_hold_does_not() {
             call_id,
             reason,
             report,
-        } = event;
+        } = event
+        else {
+            panic!("{event:?}")
+        };
         assert_eq!(call_id, "silent");
         assert!(matches!(reason, EndReason::Timeout { idle_secs } if idle_secs >= 2));
         assert!(started.elapsed() < Duration::from_secs(4));
@@ -449,6 +572,118 @@ fn silence_ends_the_call_but_hold_does_not() {
             (snap[0].call_id.as_str(), snap[0].state),
             ("held", CallState::Held)
         );
+        media.stop();
+    })
+    .unwrap();
+}
+
+/// Releases `call` and returns its final figures: at once, or from `MediaEvent::Released`
+/// once the kernel has let go of its streams (up to 3 s).
+fn release_and_wait(media: &MediaHandle, call: &str) -> media::CallReport {
+    let mut events = media.subscribe();
+    let started = Instant::now();
+    match media.release(call).expect("a known call") {
+        Release::Done(report) => report,
+        Release::Pending => loop {
+            match events.try_recv() {
+                Ok(MediaEvent::Released { call_id, report }) if call_id == call => break report,
+                Ok(_) => {}
+                Err(_) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(3),
+                        "no final figures"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        },
+    }
+}
+
+/// A call whose stream the kernel forwards is released without waiting for nft: the SIP side
+/// gets `Release::Pending` at once, the final figures (exact, with the kernel's last counters)
+/// follow as `MediaEvent::Released`, and the ports stay taken until the kernel let go.
+#[test]
+fn releasing_a_call_in_the_kernel_does_not_wait_for_nft() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let phone = udp(&lab, Node::Phone, PHONE_PORT);
+    let provider = udp(&lab, Node::Provider, PROVIDER_PORT);
+    let rt = box_runtime(&lab);
+    lab.in_netns(Node::Box, || {
+        let _rt = rt.enter();
+        let media = MediaHandle::new();
+        media.start(settings()).unwrap();
+        media.set_public_address(Some(addr::ISP_WAN));
+        let offer = sdp("-", 1, addr::PHONE, PHONE_PORT, "a=sendrecv\r\n");
+        let wan_port = m_port(&media.offer("call-1", Side::Lan, &offer).unwrap());
+        let answer = sdp("prov", 1, addr::PROVIDER, PROVIDER_PORT, "");
+        let lan_port = m_port(&media.answer("call-1", Side::Wan, &answer).unwrap());
+        let to_box = SocketAddr::from((addr::BOX_LAN, lan_port));
+
+        let both: Vec<u16> = (0..60).collect();
+        let (at_phone, at_provider) = exchange(&phone, &provider, to_box, &both, &[], &both);
+        assert_eq!((at_phone.len(), at_provider.len()), (60, 60));
+        let seen_at_provider = at_provider[0].1;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !media.snapshot()[0].streams[0].kernel {
+            assert!(
+                Instant::now() < deadline,
+                "the stream never went to the kernel"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // 40 more each way, forwarded by the kernel.
+        for seq in 60..100 {
+            phone.send_to(&rtp(0, seq, 0xaaaa), to_box).unwrap();
+            provider
+                .send_to(&rtp(0, seq, 0xbbbb), seen_at_provider)
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(collect(&provider).len(), 40);
+        assert_eq!(collect(&phone).len(), 40);
+
+        let mut events = media.subscribe();
+        let started = Instant::now();
+        let released = media.release("call-1");
+        let took = started.elapsed();
+        assert!(matches!(released, Some(Release::Pending)), "{released:?}");
+        assert!(
+            UdpSocket::bind((addr::BOX_LAN, lan_port)).is_err(),
+            "the port stays taken while the kernel may still forward it"
+        );
+        let report = loop {
+            match events.try_recv() {
+                Ok(MediaEvent::Released { call_id, report }) => {
+                    assert_eq!(call_id, "call-1");
+                    break report;
+                }
+                Ok(other) => panic!("{other:?}"),
+                Err(_) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(3),
+                        "no final figures"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        };
+        let final_after = started.elapsed();
+        eprintln!(
+            "release with a stream in the kernel: returned in {} µs; final figures after {} ms",
+            took.as_micros(),
+            final_after.as_millis()
+        );
+        assert!(
+            took < Duration::from_millis(25),
+            "release waited {took:?} (nft takes tens of ms)"
+        );
+        let s = &report.streams[0];
+        assert_eq!((s.lan.received.packets, s.wan.received.packets), (100, 100));
+        assert!(media.snapshot().is_empty());
+        assert!(!kernel_elements(&lab).contains("jump"), "no element left");
+        assert!(freed(addr::BOX_LAN, lan_port) && freed(addr::BOX_WAN, wan_port));
         media.stop();
     })
     .unwrap();

@@ -106,6 +106,8 @@ impl sip::b2bua::MediaProvider for MediaLink {
                             return;
                         }
                     }
+                    // The final figures of a call SIP released itself (logged by the relay).
+                    Ok(media::MediaEvent::Released { .. }) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "media events lost");
                     }

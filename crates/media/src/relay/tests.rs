@@ -296,7 +296,10 @@ fn silence_times_out_but_hold_does_not() {
             report,
         },
         closed,
-    ) = &ended[0];
+    ) = &ended[0]
+    else {
+        panic!("{:?}", ended[0].0)
+    };
     assert_eq!(call_id, "active");
     assert_eq!(*reason, EndReason::Timeout { idle_secs: 60 });
     assert_eq!(report.streams[0].lan.received.packets, 1);
@@ -308,7 +311,10 @@ fn silence_times_out_but_hold_does_not() {
     let ended = r.poll(t + Duration::from_secs(3600));
     let mut ids: Vec<_> = ended
         .iter()
-        .map(|(MediaEvent::Ended { call_id, .. }, _)| call_id.as_str())
+        .map(|(e, _)| match e {
+            MediaEvent::Ended { call_id, .. } => call_id.as_str(),
+            other => panic!("{other:?}"),
+        })
         .collect();
     ids.sort();
     assert_eq!(ids, vec!["held", "ringing"]);

@@ -427,7 +427,7 @@ fn hold_and_a_new_address_take_a_stream_out_of_the_kernel() {
 fn kernel_counters_add_to_the_figures_and_keep_the_latch_alive() {
     let t = Instant::now();
     let mut s = flowing(t, 10);
-    s.set_offloaded();
+    s.set_offloaded(t);
     // The kernel forwards 100 phone packets and 90 provider ones over 3 s.
     let t3 = t + Duration::from_secs(3);
     s.kernel_counts(t3, Side::Lan, 100, 100 * 172);
@@ -460,4 +460,58 @@ fn kernel_counters_add_to_the_figures_and_keep_the_latch_alive() {
     assert_eq!(r.lan.received.packets, 111);
     assert_eq!(r.lan.received.lost, 1, "sequence 110 never arrived");
     assert_eq!(r.wan.received.packets, 100);
+}
+
+#[test]
+fn in_the_kernel_each_party_s_reports_keep_the_other_direction_current() {
+    use crate::rtcp::build::rr_loss;
+    use crate::stats::Source;
+    let t = Instant::now();
+    let mut s = flowing(t, 10);
+    s.set_offloaded(t);
+    let t3 = t + Duration::from_secs(3);
+    s.kernel_counts(t3, Side::Lan, 150, 150 * 172);
+    s.kernel_counts(t3, Side::Wan, 150, 150 * 172);
+    // The provider reports on the phone's RTP (SSRC 0x1234): 4 lost, 40 units of jitter;
+    // a block about another source changes nothing.
+    let provider_rtcp = sa("198.51.100.10:16385");
+    let mut rr = rr_loss(0x9999, 0x1234, 26, 4, 40);
+    rr.extend(&rr_loss(0x9999, 0x4321, 0, 1000, 8000)[8..]);
+    rr[0] = 0x82;
+    rr[3] = 13;
+    assert!(s
+        .on_packet(t3, Side::Wan, Socket::Rtcp, provider_rtcp, &rr)
+        .is_some());
+    let r = s.report();
+    assert!(r.kernel);
+    let lan = &r.lan.received;
+    assert_eq!((lan.lost, lan.loss_source), (4, Source::Rtcp));
+    assert_eq!((lan.jitter_ms, lan.jitter_source), (5.0, Source::Rtcp));
+    assert_eq!(lan.far_end.as_ref().unwrap().fraction_lost_percent, 10.16);
+    assert_eq!(lan.packets, 160, "packet counts stay the kernel's");
+    let wan = &r.wan.received;
+    assert_eq!(
+        (wan.lost, wan.loss_source, wan.far_end.clone()),
+        (0, Source::Relay, None)
+    );
+    assert_eq!(r.wan.rtt_ms, None);
+
+    // With rtcp-mux the same report arrives on the RTP port and counts the same way.
+    let mut s = flowing(t, 10);
+    s.set_mux(true);
+    s.set_offloaded(t);
+    assert!(s
+        .on_packet(
+            t3,
+            Side::Lan,
+            Socket::Rtp,
+            sa(PHONE),
+            &rr_loss(0x1234, 0x1234, 0, 2, 16)
+        )
+        .is_some());
+    let wan = s.report().wan.received;
+    assert_eq!(
+        (wan.lost, wan.jitter_ms, wan.jitter_source),
+        (2, 2.0, Source::Rtcp)
+    );
 }
