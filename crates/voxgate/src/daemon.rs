@@ -397,7 +397,11 @@ impl control::Handler for Daemon {
                 },
                 Request::Calls => {
                     // Signalling from the B2BUA, joined with the relay's per-stream figures.
-                    let media = self.handles.media.snapshot();
+                    // Reading the kernel path's counters runs nft: off the runtime's threads.
+                    let relay = self.handles.media.clone();
+                    let media = tokio::task::spawn_blocking(move || relay.snapshot())
+                        .await
+                        .unwrap_or_default();
                     let calls = self
                         .handles
                         .sip
