@@ -122,6 +122,11 @@ impl Offloader {
         self.installed.contains_key(&id)
     }
 
+    /// The flow stream `id` is forwarded with, if it is in the kernel.
+    pub fn flow_of(&self, id: u64) -> Option<Flow> {
+        self.installed.get(&id).map(|i| i.flow)
+    }
+
     /// Number of streams in the kernel.
     pub fn installed(&self) -> usize {
         self.installed.len()
