@@ -3,7 +3,7 @@
 # design. One GPT, the same on every board (so an update never repartitions):
 #
 #   #  name            size      type                         contents
-#   1  voxgate-bios      1 MiB   BIOS boot                    GRUB core image on SeaBIOS boards
+#   1  voxgate-bios      1 MiB   BIOS boot                    GRUB core image (legacy BIOS boot)
 #   2  voxgate-esp     256 MiB   EFI system (FAT32)           systemd-boot, loader entries,
 #                                                             kernel + initrd of slot a and b
 #   3  voxgate-root-a  768 MiB   Linux root x86-64 (squashfs) slot a, read-only
