@@ -139,7 +139,7 @@ step "enabling units"
 systemctl --root="$root" --quiet enable \
   systemd-networkd.service systemd-resolved.service systemd-timesyncd.service ssh.service tmp.mount \
   voxgate.service voxgate-system.service voxgate-system-reload.path voxgate-ssh-hostkeys.service \
-  voxgate-boot-check.service voxgate-bless-grub.service "$getty"
+  voxgate-boot-check.service voxgate-bless-grub.service voxgate-grow-data.service "$getty"
 # systemd-boot-update would rewrite the boot loader on the ESP at every boot; on this box only
 # an update writes the ESP. machine-id-commit would try to write /etc/machine-id. e2scrub
 # checks LVM snapshots; there is no LVM.

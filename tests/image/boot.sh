@@ -5,7 +5,8 @@
 #   - boot to VOXGATE-READY on the serial console (printed by voxgate-boot-check.service once
 #     voxgate.service is active and answers `voxgate status`), with the time it took;
 #   - over SSH (key from the site configuration, through the management port): every voxgate
-#     service running, no failed unit, read-only root, /var on the data partition, no root
+#     service running, no failed unit, read-only root, /var on the data partition and grown
+#     to the end of the disk (the test's disk is GROW_MIB=512 MiB larger than the image), no root
 #     password, the boot entry blessed by systemd-bless-boot (UEFI) or slot a made GRUB's
 #     default by voxgate-bless-grub (legacy BIOS);
 #   - the tagged voice VLAN: lan0.100 up with 10.100.0.1/24, a DHCP client on VLAN 100 gets a
@@ -46,6 +47,12 @@ check "root is the read-only squashfs of slot a" vm \
   'findmnt -no FSTYPE,OPTIONS / | grep -q "^squashfs *ro"; grep -q voxgate.slot=a /proc/cmdline'
 check "/var is the data partition" vm \
   '[ "$(lsblk -no PARTLABEL "$(findmnt -no SOURCE /var)")" = voxgate-data ] && findmnt -no FSTYPE /var | grep -qx ext4'
+if [ "${GROW_MIB:-512}" -gt 0 ]; then
+  # 256 MiB in the image, the disk GROW_MIB larger: the ext4 must have grown by most of it.
+  check "the data partition grew to the end of the disk (${GROW_MIB:-512} MiB more)" vm \
+    "for i in \$(seq 60); do [ \"\$(systemctl show -P ActiveState voxgate-grow-data.service)\" = activating ] || break; sleep 1; done
+     systemctl is-active -q voxgate-grow-data.service && size=\$(df -m --output=size /var | tail -n1) && [ \"\$size\" -gt $((256 + ${GROW_MIB:-512} * 3 / 4)) ] || { df -m /var; journalctl -b -u voxgate-grow-data.service --no-pager; false; }"
+fi
 check "root has no password" vm '[ "$(awk -F: '\''$1 == "root" {print $2}'\'' /etc/shadow)" = "*" ]'
 if [ "$FIRMWARE" = uefi ]; then
   check "booted by UEFI (systemd-boot)" vm '[ -d /sys/firmware/efi ] && voxgate update status --json | jq -e ".firmware == \"uefi\"" >/dev/null'

@@ -67,7 +67,7 @@ trap vm_cleanup EXIT
 trap 'exit 130' INT TERM
 
 # vm_disk: the VM's disk in $tmp/disk.img: build/qemu's ESP and root slot a, the test's data
-# partition.
+# partition, and GROW_MIB (default 512) of free space at the end.
 vm_disk() {
   ssh-keygen -q -t ed25519 -N '' -C voxgate-image-test -f "$tmp/key"
   mkdir -p "$tmp/data/etc/voxgate" "$tmp/data/lib/voxgate-test"
@@ -85,6 +85,9 @@ vm_disk() {
   chmod 0755 "$tmp/data/lib/voxgate-test/busybox"
   "$repo/scripts/image/mkdata.sh" "$tmp/data.img" "$tmp/data" >/dev/null
   "$repo/scripts/image/mkdisk.sh" "$build" "$tmp/data.img" "$tmp/disk.img"
+  # A box's disk is larger than the image: GROW_MIB more (sparse), which the data partition
+  # takes on first boot (voxgate-grow-data.service). GROW_MIB=0: the disk as built.
+  truncate -s "+${GROW_MIB:-512}M" "$tmp/disk.img"
   if [ "$FIRMWARE" = uefi ]; then cp "$ovmf_vars" "$tmp/vars.fd"; fi
 }
 
