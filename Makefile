@@ -3,6 +3,8 @@
 #   make image BOARD=qemu            build build/qemu/voxgate-qemu.img (also: generic-x86_64)
 #   make boot-test                   boot build/qemu in qemu and check it (tests/image/boot.sh)
 #   make update-test                 A/B update and fallback in qemu (tests/image/update.sh)
+#   make boot-test-bios              the boot test under SeaBIOS (legacy BIOS, GRUB), same disk
+#   make update-test-bios            the update test under SeaBIOS (GRUB's boot counting)
 #   make render-test                 voxgate.yaml -> networkd/sshd rendering, no VM (seconds)
 #   make base                        only the Debian base (build/base/rootfs.tar), shared by boards
 #   make clean-image                 remove build/
@@ -21,7 +23,7 @@ VOXGATE_BIN ?=
 BASE_INPUTS := rootfs/packages.txt rootfs/dpkg-excludes.txt scripts/image/build-base.sh \
 	$(shell find rootfs/initramfs -type f)
 
-.PHONY: image base binary boot-test update-test render-test clean-image
+.PHONY: image base binary boot-test update-test boot-test-bios update-test-bios render-test clean-image
 
 image: $(BASE) binary
 	VOXGATE_BIN=$(or $(VOXGATE_BIN),target/release/voxgate) scripts/image/build.sh $(BOARD)
@@ -41,6 +43,12 @@ boot-test:
 
 update-test:
 	tests/image/update.sh
+
+boot-test-bios:
+	FIRMWARE=bios tests/image/boot.sh qemu
+
+update-test-bios:
+	FIRMWARE=bios tests/image/update.sh
 
 render-test: binary
 	tests/image/render-system.sh

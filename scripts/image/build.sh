@@ -3,7 +3,9 @@
 # base (build/base/rootfs.tar from build-base.sh), adds voxgate and the board, and writes
 # build/BOARD/:
 #   root.squashfs        the root slot: what an update writes (with root.squashfs.sha256)
-#   esp.img              the EFI system partition: systemd-boot, loader entry of slot a, kernel
+#   esp.img              the EFI system partition: systemd-boot, loader entry of slot a, kernel;
+#                        GRUB's grub.cfg and grubenv, slot a's grub.cfg (legacy BIOS)
+#   core.img, boot.img   GRUB for legacy BIOS: the BIOS boot partition and the MBR boot code
 #   data.img             the data partition (empty, or provisioned with SITE_CONFIG)
 #   voxgate-BOARD.img    the whole disk (GPT, sparse) to dd onto a box or boot in qemu
 #   partuuids.env        the partition UUIDs (the ESP's loader entry names the root by PARTUUID)
@@ -33,14 +35,15 @@ bdir=$repo/board/$board
 # shellcheck source=/dev/null
 . "$bdir/board.conf"
 : "${BOARD_FIRMWARE:?board.conf sets BOARD_FIRMWARE}" "${BOARD_CONSOLE:?board.conf sets BOARD_CONSOLE}" "${BOARD_CMDLINE:?board.conf sets BOARD_CMDLINE}"
-if [ "$BOARD_FIRMWARE" != uefi ]; then
-  die "board $board boots with legacy BIOS (GRUB in the BIOS boot partition), which is not built yet; only UEFI boards (qemu, generic-x86_64) are. See rootfs/IMAGE.md."
-fi
+# Every image boots both ways (systemd-boot on the ESP for UEFI, GRUB in the BIOS boot
+# partition for legacy BIOS); BOARD_FIRMWARE says which one the board uses.
+case "$BOARD_FIRMWARE" in uefi|bios) ;; *) die "BOARD_FIRMWARE=$BOARD_FIRMWARE: expected uefi or bios" ;; esac
 
 [ "$(id -u)" -eq 0 ] || die "run as root (the root file system keeps its owners, mke2fs -d and mksquashfs read them)"
-for tool in mksquashfs mkfs.vfat mcopy mmd sfdisk mke2fs systemctl; do
-  command -v "$tool" >/dev/null || die "$tool is missing: apt-get install squashfs-tools dosfstools mtools fdisk e2fsprogs systemd"
+for tool in mksquashfs mkfs.vfat mcopy mmd sfdisk mke2fs systemctl grub-mkimage grub-editenv; do
+  command -v "$tool" >/dev/null || die "$tool is missing: apt-get install squashfs-tools dosfstools mtools fdisk e2fsprogs systemd grub-pc-bin"
 done
+[ -f /usr/lib/grub/i386-pc/boot.img ] || die "GRUB for BIOS is missing: apt-get install grub-pc-bin"
 
 base=${BASE:-$repo/build/base/rootfs.tar}
 out=${OUT:-$repo/build/$board}
@@ -136,7 +139,7 @@ step "enabling units"
 systemctl --root="$root" --quiet enable \
   systemd-networkd.service systemd-resolved.service systemd-timesyncd.service ssh.service tmp.mount \
   voxgate.service voxgate-system.service voxgate-system-reload.path voxgate-ssh-hostkeys.service \
-  voxgate-boot-check.service "$getty"
+  voxgate-boot-check.service voxgate-bless-grub.service voxgate-grow-data.service "$getty"
 # systemd-boot-update would rewrite the boot loader on the ESP at every boot; on this box only
 # an update writes the ESP. machine-id-commit would try to write /etc/machine-id. e2scrub
 # checks LVM snapshots; there is no LVM.
@@ -163,7 +166,7 @@ mksquashfs "$root" "$out/root.squashfs" -comp zstd -Xcompression-level "${ZSTD_L
   || die "mksquashfs failed"
 (cd "$out" && sha256sum root.squashfs > root.squashfs.sha256)
 
-step "ESP: systemd-boot and the loader entry of slot a"
+step "ESP: systemd-boot and the loader entry of slot a; GRUB for legacy BIOS"
 # Partition UUIDs: fixed per build (the entry names the root by PARTUUID; the disk, tests and
 # updates read them back from here or from the GPT).
 uuid() { cat /proc/sys/kernel/random/uuid; }
@@ -195,11 +198,20 @@ linux      /voxgate/a/vmlinuz
 initrd     /voxgate/a/initrd.img
 options    root=PARTUUID=$ROOTA_UUID rootfstype=squashfs ro voxgate.slot=a panic=10 quiet $BOARD_CMDLINE
 EOF
+# The same slot for GRUB (legacy BIOS): what /grub/grub.cfg sources to boot slot a.
+cat > "$work/slot.grub.cfg" <<EOF
+# voxgate slot a, sourced by /grub/grub.cfg (legacy BIOS boot); rewritten by voxgate update apply.
+set voxgate_title="voxgate $VERSION (slot a)"
+set voxgate_generation=1
+linux /voxgate/a/vmlinuz root=PARTUUID=$ROOTA_UUID rootfstype=squashfs ro voxgate.slot=a panic=10 quiet $BOARD_CMDLINE
+initrd /voxgate/a/initrd.img
+EOF
+"$here/mkgrub.sh" "$out" "$BOARD_CONSOLE"
 esp=$out/esp.img
 rm -f "$esp"
 mkfs.vfat -F 32 -s 2 -n VOXGATE-ESP -C "$esp" $((ESP_MIB * 1024)) >/dev/null
 export MTOOLS_SKIP_CHECK=1
-mmd -i "$esp" ::/EFI ::/EFI/BOOT ::/EFI/systemd ::/loader ::/loader/entries ::/voxgate ::/voxgate/a ::/voxgate/b
+mmd -i "$esp" ::/EFI ::/EFI/BOOT ::/EFI/systemd ::/loader ::/loader/entries ::/voxgate ::/voxgate/a ::/voxgate/b ::/grub
 efi=$root/usr/lib/systemd/boot/efi/systemd-bootx64.efi
 [ -f "$efi" ] || die "no systemd-boot in the base ($efi)"
 # The removable-media path: firmware boots it without an NVRAM entry (a new box, or a disk
@@ -210,6 +222,10 @@ mcopy -i "$esp" "$work/loader.conf" ::/loader/loader.conf
 mcopy -i "$esp" "$work/entry.conf" ::/loader/entries/voxgate-a+3.conf
 mcopy -i "$esp" "$work/vmlinuz" ::/voxgate/a/vmlinuz
 mcopy -i "$esp" "$work/initrd.img" ::/voxgate/a/initrd.img
+mcopy -i "$esp" "$out/grub.cfg" ::/grub/grub.cfg
+# grubenv: GRUB's save_env rewrites it in place; with 1 KiB clusters (-s 2) it is one cluster.
+mcopy -i "$esp" "$out/grubenv" ::/grub/grubenv
+mcopy -i "$esp" "$work/slot.grub.cfg" ::/voxgate/a/grub.cfg
 
 step "data partition"
 data_src=""

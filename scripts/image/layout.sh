@@ -3,7 +3,7 @@
 # design. One GPT, the same on every board (so an update never repartitions):
 #
 #   #  name            size      type                         contents
-#   1  voxgate-bios      1 MiB   BIOS boot                    GRUB core image on SeaBIOS boards
+#   1  voxgate-bios      1 MiB   BIOS boot                    GRUB core image (legacy BIOS boot)
 #   2  voxgate-esp     256 MiB   EFI system (FAT32)           systemd-boot, loader entries,
 #                                                             kernel + initrd of slot a and b
 #   3  voxgate-root-a  768 MiB   Linux root x86-64 (squashfs) slot a, read-only
@@ -13,8 +13,8 @@
 #                                                             keys, machine id, journal
 #
 # Slots are sized for growth (today's root is ~200 MiB): an update only ever writes a slot.
-# The data partition is small in the image file; TODO(issue 5): grow it to the disk on first
-# boot (systemd-repart is not in bookworm's systemd 252 package set we ship).
+# The data partition is small in the image file and is grown to the end of the disk on first
+# boot (voxgate-grow-data.service: systemd-repart, partx, resize2fs), so it must stay last.
 BIOS_MIB=1
 ESP_MIB=256
 ROOT_MIB=768

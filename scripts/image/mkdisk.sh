@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # mkdisk.sh BUILD_DIR DATA_IMG OUTPUT.img: assemble the GPT disk image from the file systems
-# build.sh made (BUILD_DIR/esp.img, BUILD_DIR/root.squashfs, BUILD_DIR/partuuids.env) and a
-# data partition image, without loop devices: sfdisk writes the partition table into a sparse
-# file and dd copies each file system to its offset.
+# build.sh made (BUILD_DIR/esp.img, root.squashfs, partuuids.env, GRUB's core.img and
+# boot.img) and a data partition image, without loop devices: sfdisk writes the partition
+# table into a sparse file and dd copies each file system to its offset.
 #
 # Separate from build.sh so tests can pair the release root and ESP with their own data
 # partition (a site configuration with a test SSH key) without rebuilding anything else.
@@ -14,7 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 die() { echo "mkdisk: $*" >&2; exit 1; }
 [ $# -eq 3 ] || die "usage: mkdisk.sh BUILD_DIR DATA_IMG OUTPUT.img"
 build=$1 data=$2 out=$3
-for f in "$build/esp.img" "$build/root.squashfs" "$build/partuuids.env" "$data"; do
+for f in "$build/esp.img" "$build/root.squashfs" "$build/partuuids.env" "$build/core.img" "$build/boot.img" "$data"; do
   [ -f "$f" ] || die "$f is missing (run scripts/image/build.sh first)"
 done
 command -v sfdisk >/dev/null || die "sfdisk is missing: apt-get install fdisk"
@@ -44,6 +44,14 @@ start=$(s $DATA_START), size=$(s $DATA_MIB), type=$TYPE_VAR, uuid=$DATA_UUID, na
 EOF
 
 put() { dd if="$1" of="$tmp" bs=1M seek="$2" conv=notrunc,sparse status=none; }
+# Legacy BIOS: GRUB's core image in the BIOS boot partition, and its boot code in the
+# protective MBR's first 440 bytes (0x000-0x1b7); the disk signature, partition table and
+# 0x55aa (0x1b8-0x1ff) stay as sfdisk wrote them. UEFI firmware ignores both.
+[ "$(stat -c %s "$build/core.img")" -le $((BIOS_MIB * 1048576)) ] || die "core.img is larger than the BIOS boot partition"
+put "$build/core.img" "$BIOS_START"
+dd if="$build/boot.img" of="$tmp" bs=440 count=1 conv=notrunc status=none
+[ "$(od -A n -t x1 -j 510 -N 2 "$tmp" | tr -d ' ')" = 55aa ] && [ "$(od -A n -t x1 -j 450 -N 1 "$tmp" | tr -d ' ')" = ee ] \
+  || die "the protective MBR was damaged writing the boot code"
 put "$build/esp.img" "$ESP_START"
 put "$build/root.squashfs" "$ROOTA_START"
 # Slot b stays empty (zeros, sparse) until the first update writes it; no entry points at it.

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # tests/image/boot.sh: boot the qemu image (build/qemu, from `make image BOARD=qemu`) in
-# qemu-system-x86_64 with OVMF (UEFI) and check it as a support engineer would:
+# qemu-system-x86_64 with OVMF (UEFI), or with FIRMWARE=bios with SeaBIOS (legacy BIOS, GRUB),
+# and check it as a support engineer would:
 #   - boot to VOXGATE-READY on the serial console (printed by voxgate-boot-check.service once
 #     voxgate.service is active and answers `voxgate status`), with the time it took;
 #   - over SSH (key from the site configuration, through the management port): every voxgate
-#     service running, no failed unit, read-only root, /var on the data partition, no root
-#     password, the boot entry blessed by systemd-bless-boot;
+#     service running, no failed unit, read-only root, /var on the data partition and grown
+#     to the end of the disk (the test's disk is GROW_MIB=512 MiB larger than the image), no root
+#     password, the boot entry blessed by systemd-bless-boot (UEFI) or slot a made GRUB's
+#     default by voxgate-bless-grub (legacy BIOS);
 #   - the tagged voice VLAN: lan0.100 up with 10.100.0.1/24, a DHCP client on VLAN 100 gets a
 #     lease from voxgate, the phone reaches the box but SSH from the voice LAN is refused;
 #   - a reboot, then a power cut (the VM killed while a writer renames files on the data
 #     partition): both times machine id, SSH host key and the lease survive, and the data
 #     partition comes back clean (REBOOT=0 skips both).
 # The release root and ESP are booted unchanged; see lib.sh for the VM and its NICs.
-# Needs root, qemu-system-x86, ovmf, mtools, fdisk, openssh-client, and apt access to Debian's
+# Needs root, qemu-system-x86, ovmf (or seabios), mtools, fdisk, openssh-client, and apt access to Debian's
 # mirror once (busybox-static, cached in build/cache).
 set -euo pipefail
 TEST=boot-test # (read by lib.sh)
@@ -27,7 +30,7 @@ vm_disk
 vm_accel
 version=$(. "$build/image-release" && echo "$VERSION")
 
-say "booting build/qemu (voxgate $version) with $accel"
+say "booting build/qemu (voxgate $version) with $accel, $FIRMWARE firmware"
 vm_start
 ready1=$(wait_ready 1)
 say "ready after ${ready1}s (qemu start to console marker): $(marker 1)"
@@ -44,9 +47,25 @@ check "root is the read-only squashfs of slot a" vm \
   'findmnt -no FSTYPE,OPTIONS / | grep -q "^squashfs *ro"; grep -q voxgate.slot=a /proc/cmdline'
 check "/var is the data partition" vm \
   '[ "$(lsblk -no PARTLABEL "$(findmnt -no SOURCE /var)")" = voxgate-data ] && findmnt -no FSTYPE /var | grep -qx ext4'
+if [ "${GROW_MIB:-512}" -gt 0 ]; then
+  # 256 MiB in the image, the disk GROW_MIB larger: the ext4 must have grown by most of it.
+  check "the data partition grew to the end of the disk (${GROW_MIB:-512} MiB more)" vm \
+    "for i in \$(seq 60); do [ \"\$(systemctl show -P ActiveState voxgate-grow-data.service)\" = activating ] || break; sleep 1; done
+     systemctl is-active -q voxgate-grow-data.service && size=\$(df -m --output=size /var | tail -n1) && [ \"\$size\" -gt $((256 + ${GROW_MIB:-512} * 3 / 4)) ] || { df -m /var; journalctl -b -u voxgate-grow-data.service --no-pager; false; }"
+fi
 check "root has no password" vm '[ "$(awk -F: '\''$1 == "root" {print $2}'\'' /etc/shadow)" = "*" ]'
-check "boot entry blessed (voxgate-a+3.conf -> voxgate-a.conf)" vm \
-  'for i in $(seq 30); do [ -e /efi/loader/entries/voxgate-a.conf ] && exit 0; sleep 1; done; ls /efi/loader/entries; systemctl status systemd-bless-boot.service --no-pager; false'
+if [ "$FIRMWARE" = uefi ]; then
+  check "booted by UEFI (systemd-boot)" vm '[ -d /sys/firmware/efi ] && voxgate update status --json | jq -e ".firmware == \"uefi\"" >/dev/null'
+  check "boot entry blessed (voxgate-a+3.conf -> voxgate-a.conf)" vm \
+    'for i in $(seq 30); do [ -e /efi/loader/entries/voxgate-a.conf ] && exit 0; sleep 1; done; ls /efi/loader/entries; systemctl status systemd-bless-boot.service --no-pager; false'
+else
+  check "booted by legacy BIOS (GRUB)" vm '[ ! -d /sys/firmware/efi ] && voxgate update status --json | jq -e ".firmware == \"bios\"" >/dev/null'
+  check "GRUB counted the first try (voxgate_tries 3 -> 2)" bash -c 'grep -aq "slot a on trial, 2 tries left" "$1"' _ "$tmp/console.log"
+  # The image's environment has slot a on trial; voxgate-bless-grub makes it the default.
+  check "slot a blessed in GRUB's environment (default a, no trial)" vm \
+    'for i in $(seq 30); do grep -qx voxgate_default=a /efi/grub/grubenv && grep -qx voxgate_trial= /efi/grub/grubenv && exit 0; sleep 1; done; head -c 200 /efi/grub/grubenv; systemctl status voxgate-bless-grub.service --no-pager; false'
+  check "voxgate update status: slot a good" vm 'voxgate update status | grep -q "slot a .* good$"'
+fi
 check "voice VLAN lan0.100 (802.1Q id 100 on lan0) has 10.100.0.1/24" vm \
   'ip -d link show lan0.100 | grep -q "vlan protocol 802.1Q id 100"; ip -br addr show lan0.100 | grep -q "UP.*10.100.0.1/24" || { ip -d addr show lan0.100; false; }'
 
@@ -117,7 +136,7 @@ fi
 vm_poweroff
 
 echo
-echo "boot-test summary ($accel, $(nproc) host CPUs):"
+echo "boot-test summary ($accel, $FIRMWARE firmware, $(nproc) host CPUs):"
 echo "  boot to VOXGATE-READY   ${ready1}s (qemu start to console marker; in the VM: ${analyze1:-?})"
 [ -z "$ready2" ] || echo "  reboot to READY again  ${ready2}s (reboot command to console marker)"
 [ -z "${ready3:-}" ] || echo "  power cut to READY     ${ready3}s (qemu start to console marker)"

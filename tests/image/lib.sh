@@ -10,6 +10,9 @@
 #   mgmt0 52:54:00:76:67:03  qemu user networking, restrict=on, 127.0.0.1:<port> -> SSH
 #   probe 52:54:00:76:67:10  qemu hub 1: the "phone" (moved into a namespace in the VM)
 #
+# FIRMWARE=uefi (default) boots with OVMF, FIRMWARE=bios with qemu's own SeaBIOS (legacy BIOS:
+# GRUB from the BIOS boot partition), the same disk either way.
+#
 # KVM is used when /dev/kvm is writable and a kernel actually boots with it (some hosts expose a
 # /dev/kvm that cannot run an ordinary guest), otherwise TCG. VOXGATE_ACCEL=kvm|tcg forces it.
 # Every VM and temporary file is removed on exit.
@@ -18,6 +21,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 build=$repo/build/qemu
 ovmf_code=/usr/share/OVMF/OVMF_CODE_4M.fd
 ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.fd
+FIRMWARE=${FIRMWARE:-uefi}
+case "$FIRMWARE" in uefi|bios) ;; *) echo "FIRMWARE=$FIRMWARE: expected uefi or bios" >&2; exit 1 ;; esac
 t0=$SECONDS
 failures=0
 qemu_pid=""
@@ -34,7 +39,11 @@ vm_requirements() {
   for tool in qemu-system-x86_64 ssh scp ssh-keygen mcopy sfdisk mke2fs apt-get dpkg-deb; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install qemu-system-x86 ovmf openssh-client mtools fdisk e2fsprogs)"
   done
-  [ -f "$ovmf_code" ] && [ -f "$ovmf_vars" ] || die "OVMF is missing: apt-get install ovmf"
+  if [ "$FIRMWARE" = uefi ]; then
+    [ -f "$ovmf_code" ] && [ -f "$ovmf_vars" ] || die "OVMF is missing: apt-get install ovmf"
+  else
+    [ -f /usr/share/seabios/bios-256k.bin ] || die "SeaBIOS is missing: apt-get install seabios"
+  fi
 }
 
 tmp=$(mktemp -d /tmp/voxgate-image-test.XXXXXX)
@@ -58,7 +67,7 @@ trap vm_cleanup EXIT
 trap 'exit 130' INT TERM
 
 # vm_disk: the VM's disk in $tmp/disk.img: build/qemu's ESP and root slot a, the test's data
-# partition.
+# partition, and GROW_MIB (default 512) of free space at the end.
 vm_disk() {
   ssh-keygen -q -t ed25519 -N '' -C voxgate-image-test -f "$tmp/key"
   mkdir -p "$tmp/data/etc/voxgate" "$tmp/data/lib/voxgate-test"
@@ -76,7 +85,10 @@ vm_disk() {
   chmod 0755 "$tmp/data/lib/voxgate-test/busybox"
   "$repo/scripts/image/mkdata.sh" "$tmp/data.img" "$tmp/data" >/dev/null
   "$repo/scripts/image/mkdisk.sh" "$build" "$tmp/data.img" "$tmp/disk.img"
-  cp "$ovmf_vars" "$tmp/vars.fd"
+  # A box's disk is larger than the image: GROW_MIB more (sparse), which the data partition
+  # takes on first boot (voxgate-grow-data.service). GROW_MIB=0: the disk as built.
+  truncate -s "+${GROW_MIB:-512}M" "$tmp/disk.img"
+  if [ "$FIRMWARE" = uefi ]; then cp "$ovmf_vars" "$tmp/vars.fd"; fi
 }
 
 # vm_accel: sets accel, cpu and ready_timeout.
@@ -122,10 +134,15 @@ vm_start() {
     [ -n "${port:-}" ] || die "no free local port for ssh"
   fi
   : > "$tmp/console.log"
+  local firmware=()
+  if [ "$FIRMWARE" = uefi ]; then
+    firmware=(-drive "if=pflash,format=raw,unit=0,readonly=on,file=$ovmf_code"
+      -drive "if=pflash,format=raw,unit=1,file=$tmp/vars.fd")
+  fi
+  # (no pflash: qemu's default firmware, SeaBIOS)
   qemu-system-x86_64 -machine "q35,accel=$accel" -cpu "$cpu" -m 1024 -smp 2 \
     -nodefaults -display none -no-user-config \
-    -drive "if=pflash,format=raw,unit=0,readonly=on,file=$ovmf_code" \
-    -drive "if=pflash,format=raw,unit=1,file=$tmp/vars.fd" \
+    "${firmware[@]}" \
     -drive "file=$tmp/disk.img,format=raw,if=virtio" \
     -netdev user,id=wan,net=10.0.3.0/24,restrict=on -device virtio-net-pci,netdev=wan,mac=52:54:00:76:67:01 \
     -netdev hubport,id=lan,hubid=1 -device virtio-net-pci,netdev=lan,mac=52:54:00:76:67:02 \

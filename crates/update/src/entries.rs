@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::{Release, Slot};
+use crate::{Firmware, Paths, Release, Slot};
 
 /// One boot entry of a slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,10 @@ pub struct Entry {
 pub struct Status {
     /// The slot running now.
     pub running: Slot,
-    /// Every voxgate entry, newest generation first.
+    /// How this boot was started, so which boot counting is in charge.
+    pub firmware: Firmware,
+    /// Every voxgate entry, newest generation first: systemd-boot's entries under UEFI, the
+    /// slots' grub.cfg with the GRUB environment's state under legacy BIOS.
     pub entries: Vec<Entry>,
 }
 
@@ -92,21 +95,37 @@ pub fn next_generation(dir: &Path) -> anyhow::Result<u64> {
     Ok(list(dir)?.iter().map(|e| e.generation).max().unwrap_or(0) + 1)
 }
 
-/// The running slot and the entries under `esp`.
-pub fn status(esp: &Path, running: Slot) -> anyhow::Result<Status> {
+/// The running slot and its boot loader's entries.
+pub fn status(paths: &Paths, running: Slot) -> anyhow::Result<Status> {
+    let firmware = Firmware::detect(paths);
+    let entries = match firmware {
+        Firmware::Uefi => list(&paths.esp.join("loader/entries"))?,
+        Firmware::Bios => crate::grub::list(&paths.esp, crate::TRIES)?,
+    };
     Ok(Status {
         running,
-        entries: list(&esp.join("loader/entries"))?,
+        firmware,
+        entries,
     })
+}
+
+/// The kernel command line of `slot` holding `release`, its root `root=PARTUUID=partuuid` (the
+/// same for systemd-boot and GRUB).
+pub fn kernel_options(slot: Slot, release: &Release, partuuid: &str) -> String {
+    format!(
+        "root=PARTUUID={partuuid} rootfstype=squashfs ro voxgate.slot={} panic=10 quiet {}",
+        slot.name(),
+        release.cmdline
+    )
 }
 
 /// The entry of `slot` holding `release` at `generation`, booting `root=PARTUUID=partuuid`.
 pub fn render_entry(slot: Slot, release: &Release, generation: u64, partuuid: &str) -> String {
     let s = slot.name();
     format!(
-        "title      voxgate {} (slot {s})\nsort-key   voxgate\nversion    {generation}\nlinux      /voxgate/{s}/vmlinuz\ninitrd     /voxgate/{s}/initrd.img\noptions    root=PARTUUID={partuuid} rootfstype=squashfs ro voxgate.slot={s} panic=10 quiet {}\n",
+        "title      voxgate {} (slot {s})\nsort-key   voxgate\nversion    {generation}\nlinux      /voxgate/{s}/vmlinuz\ninitrd     /voxgate/{s}/initrd.img\noptions    {}\n",
         release.version,
-        release.cmdline
+        kernel_options(slot, release, partuuid)
     )
 }
 

@@ -1,8 +1,15 @@
 //! A/B updates of the appliance's root (rootfs/IMAGE.md, "Updates"): `voxgate update apply`
-//! writes a new root image into the slot the box is not running from and makes it the default
-//! systemd-boot entry with three tries; the slot is kept once `voxgate` reports healthy
-//! (boot-check, boot-complete.target), otherwise systemd-boot returns to the old slot by
-//! itself. `voxgate update status` shows the slots' entries and tries.
+//! writes a new root image into the slot the box is not running from and boots it next with
+//! three tries; the slot is kept once `voxgate` reports healthy (boot-check,
+//! boot-complete.target), otherwise the boot loader returns to the old slot by itself.
+//! `voxgate update status` shows the slots' entries and tries.
+//!
+//! Two boot loaders share the ESP, and the one that started this boot is in charge of the
+//! tries: under UEFI systemd-boot (an entry `voxgate-<slot>+3.conf`, blessed by
+//! systemd-bless-boot), under legacy BIOS GRUB (a trial in its environment block, blessed by
+//! `voxgate update bless`; see `grub`). Both find a slot's kernel and initrd in
+//! `/voxgate/<slot>/` and GRUB its command line in `/voxgate/<slot>/grub.cfg`, which every
+//! update writes on images that have GRUB, so a disk boots the same slots either way.
 //!
 //! Each step is a function over paths (`Paths`), so that tests run it on a directory tree and
 //! the box on `/proc`, `/sys`, `/dev` and the ESP. The order is what keeps a power cut at any
@@ -11,6 +18,7 @@
 
 mod disk;
 mod entries;
+pub mod grub;
 mod verify;
 
 use std::fs;
@@ -19,7 +27,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 
 pub use disk::{find_partition, Partition};
-pub use entries::{next_generation, render_entry, status, Entry, Status};
+pub use entries::{kernel_options, next_generation, render_entry, status, Entry, Status};
+pub use grub::Blessed;
 pub use verify::{sign, verify, Verified};
 
 /// A root slot.
@@ -49,6 +58,34 @@ impl Slot {
     }
 }
 
+/// How the running system was booted, so which boot loader counts the tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// UEFI: systemd-boot and its boot counting.
+    Uefi,
+    /// Legacy BIOS: GRUB from the BIOS boot partition and its environment block.
+    Bios,
+}
+
+impl Firmware {
+    /// UEFI when the kernel was started by UEFI firmware (`/sys/firmware/efi` exists).
+    pub fn detect(paths: &Paths) -> Firmware {
+        if paths.efi.exists() {
+            Firmware::Uefi
+        } else {
+            Firmware::Bios
+        }
+    }
+
+    /// `uefi` or `bios`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Firmware::Uefi => "uefi",
+            Firmware::Bios => "bios",
+        }
+    }
+}
+
 /// Where the box's files are; [`Paths::system`] on the box, a temporary tree in tests.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -71,6 +108,8 @@ pub struct Paths {
     pub keys: PathBuf,
     /// The running image's `image-release` (`/usr/lib/voxgate/image-release`).
     pub release: PathBuf,
+    /// Present when UEFI started the kernel (`/sys/firmware/efi`).
+    pub efi: PathBuf,
 }
 
 impl Paths {
@@ -86,6 +125,7 @@ impl Paths {
             esp: "/efi".into(),
             keys: "/usr/share/voxgate/update-keys".into(),
             release: "/usr/lib/voxgate/image-release".into(),
+            efi: "/sys/firmware/efi".into(),
         }
     }
 }
@@ -206,7 +246,7 @@ pub struct Applied {
     pub version: String,
     /// Its boot entry's generation.
     pub generation: u64,
-    /// Its boot entry file name.
+    /// What boots it next: the systemd-boot entry's file name, or the GRUB environment's trial.
     pub entry: String,
 }
 
@@ -239,8 +279,24 @@ pub fn apply(
     let entries_dir = paths.esp.join("loader/entries");
     fs::read_dir(&entries_dir)
         .with_context(|| format!("reading the ESP's entries in {}", entries_dir.display()))?;
-    tracing::info!(running = running.name(), target = target.name(), partition = %part.dev.display(), "writing the other slot");
+    let firmware = Firmware::detect(paths);
+    let has_grub = grub::present(&paths.esp);
+    if firmware == Firmware::Bios && !has_grub {
+        bail!(
+            "booted by legacy BIOS, but the ESP ({}) has no grub/grub.cfg",
+            paths.esp.display()
+        );
+    }
+    tracing::info!(running = running.name(), target = target.name(), partition = %part.dev.display(), firmware = firmware.name(), "writing the other slot");
+    // From here on nothing boots the target slot, under either boot loader: no systemd-boot
+    // entry, GRUB's environment does not choose it and it has no grub.cfg.
     entries::remove_slot(&entries_dir, target)?;
+    if firmware == Firmware::Bios {
+        grub::forget_slot(&paths.esp, running, target)?;
+    }
+    if has_grub {
+        grub::remove_slot_cfg(&paths.esp, target)?;
+    }
     disk::write_and_check(image, &part.dev, verified.size, &verified.sha256).with_context(
         || {
             format!(
@@ -274,10 +330,36 @@ pub fn apply(
     entries::copy_atomic(&kernel, &dir.join("vmlinuz"))?;
     entries::copy_atomic(&initrd, &dir.join("initrd.img"))?;
     drop(mounted);
-    let generation = next_generation(&entries_dir)?;
-    let name = format!("voxgate-{}+{TRIES}.conf", target.name());
-    let text = render_entry(target, &release, generation, &part.partuuid);
-    entries::write_atomic(&entries_dir.join(&name), text.as_bytes())?;
+    let mut generation = next_generation(&entries_dir)?;
+    if has_grub {
+        let newest = [Slot::A, Slot::B]
+            .into_iter()
+            .filter_map(|s| grub::read_slot_cfg(&grub::slot_cfg(&paths.esp, s)))
+            .map(|(_, g)| g)
+            .max()
+            .unwrap_or(0);
+        generation = generation.max(newest + 1);
+        let cfg = grub::render_slot_cfg(target, &release, generation, &part.partuuid);
+        entries::write_atomic(&grub::slot_cfg(&paths.esp, target), cfg.as_bytes())?;
+    }
+    // Last: the write that makes the boot loader try the new slot.
+    let name = match firmware {
+        Firmware::Uefi => {
+            let name = format!("voxgate-{}+{TRIES}.conf", target.name());
+            let text = render_entry(target, &release, generation, &part.partuuid);
+            entries::write_atomic(&entries_dir.join(&name), text.as_bytes())?;
+            name
+        }
+        Firmware::Bios => {
+            grub::start_trial(&paths.esp, target, TRIES)?;
+            format!(
+                "grub/grubenv {}={} {}={TRIES}",
+                grub::TRIAL,
+                target.name(),
+                grub::TRIES_LEFT
+            )
+        }
+    };
     Ok(Applied {
         running,
         target,
@@ -285,6 +367,19 @@ pub fn apply(
         generation,
         entry: name,
     })
+}
+
+/// After a good boot (`voxgate-bless-grub.service`, after boot-complete.target): under legacy
+/// BIOS, makes the running slot GRUB's default when this boot was its trial. Under UEFI
+/// nothing: systemd-bless-boot renames the systemd-boot entry.
+pub fn bless(paths: &Paths) -> anyhow::Result<Blessed> {
+    if Firmware::detect(paths) == Firmware::Uefi {
+        return Ok(Blessed::NotGrub);
+    }
+    let cmdline = fs::read_to_string(&paths.cmdline)
+        .with_context(|| format!("reading {}", paths.cmdline.display()))?;
+    let running = running_slot(&cmdline)?;
+    grub::bless(&paths.esp, running)
 }
 
 #[cfg(test)]

@@ -28,6 +28,10 @@ pub enum UpdateCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Mark the running slot good after a healthy boot under legacy BIOS (GRUB's environment;
+    /// run by voxgate-bless-grub.service after boot-complete.target). Under UEFI
+    /// systemd-bless-boot does it and this does nothing.
+    Bless,
     /// Sign IMAGE with an ed25519 secret key (hex) for boxes with update keys: writes
     /// IMAGE.sig and prints the public key to install in /usr/share/voxgate/update-keys/.
     Sign {
@@ -82,7 +86,7 @@ pub fn run(cmd: UpdateCommand) -> anyhow::Result<ExitCode> {
         UpdateCommand::Status { json } => {
             let cmdline = std::fs::read_to_string(&paths.cmdline)?;
             let running = update::running_slot(&cmdline)?;
-            let st = update::status(&paths.esp, running)?;
+            let st = update::status(&paths, running)?;
             if json {
                 let entries: Vec<serde_json::Value> = st
                     .entries
@@ -98,10 +102,18 @@ pub fn run(cmd: UpdateCommand) -> anyhow::Result<ExitCode> {
                         })
                     })
                     .collect();
-                let v = serde_json::json!({"running": running.name(), "entries": entries});
+                let v = serde_json::json!({
+                    "running": running.name(),
+                    "firmware": st.firmware.name(),
+                    "entries": entries,
+                });
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("running slot {}", running.name());
+                let loader = match st.firmware {
+                    update::Firmware::Uefi => "UEFI, systemd-boot",
+                    update::Firmware::Bios => "legacy BIOS, GRUB",
+                };
+                println!("running slot {} ({loader})", running.name());
                 for e in &st.entries {
                     let state = match e.tries_left {
                         None => "good".to_string(),
@@ -114,6 +126,23 @@ pub fn run(cmd: UpdateCommand) -> anyhow::Result<ExitCode> {
                         e.generation,
                         e.title
                     );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        UpdateCommand::Bless => {
+            if !update::is_root() {
+                bail!("run as root: it writes GRUB's environment on the ESP");
+            }
+            match update::bless(&paths)? {
+                update::Blessed::Now(slot) => {
+                    println!("slot {} is good: GRUB boots it by default", slot.name())
+                }
+                update::Blessed::Already(slot) => {
+                    println!("slot {}: nothing to bless (not on trial)", slot.name())
+                }
+                update::Blessed::NotGrub => {
+                    println!("booted by UEFI: systemd-bless-boot blesses the boot entry")
                 }
             }
             Ok(ExitCode::SUCCESS)
