@@ -127,6 +127,8 @@ pub struct B2bua {
     pub(crate) regs: HashMap<String, Registration>,
     /// Binding keys by the token of their upstream Contact.
     pub(crate) by_token: HashMap<String, String>,
+    /// Binding keys by address of record.
+    by_aor: HashMap<String, Vec<String>>,
     pending: HashMap<ClientTx, PendingRegister>,
     /// Our WAN address as the provider sees it (from `received`/`rport`).
     public: Option<SocketAddr>,
@@ -285,6 +287,7 @@ impl B2bua {
             tx: Transactions::new(),
             regs: HashMap::new(),
             by_token: HashMap::new(),
+            by_aor: HashMap::new(),
             pending: HashMap::new(),
             public: None,
             keepalive_at: None,
@@ -576,50 +579,66 @@ impl B2bua {
         contact: Option<&str>,
         from: SocketAddr,
     ) -> String {
+        // The AoR's bindings, from the index: a scan of every registration per REGISTER made
+        // registrations/s fall with the number of phones registered.
+        let keys: Vec<String> = self.by_aor.get(aor).cloned().unwrap_or_default();
         let mine = |regs: &HashMap<String, Registration>| {
-            regs.iter()
-                .filter(|(_, r)| r.aor == aor && r.phone_addr == from)
-                .map(|(k, _)| k.clone())
+            keys.iter()
+                .filter(|k| regs.get(*k).is_some_and(|r| r.phone_addr == from))
                 .min()
+                .cloned()
         };
         let Some(contact) = contact else {
             return mine(&self.regs)
-                .or_else(|| {
-                    self.regs
-                        .iter()
-                        .filter(|(_, r)| r.aor == aor)
-                        .map(|(k, _)| k.clone())
-                        .min()
-                })
+                .or_else(|| keys.iter().min().cloned())
                 .unwrap_or_else(|| format!("{aor} "));
         };
         let key = format!("{aor} {contact}");
         if !self.regs.contains_key(&key) {
             // A new binding: the AoR's lapsed ones (expired, unregistered, failed) go.
-            let lapsed: Vec<String> = self
-                .regs
+            let lapsed: Vec<&String> = keys
                 .iter()
-                .filter(|(_, r)| {
-                    r.aor == aor
-                        && r.expires_at.is_none_or(|t| t <= now)
-                        && !matches!(r.state.as_str(), "pending" | "challenged")
+                .filter(|k| {
+                    self.regs.get(*k).is_some_and(|r| {
+                        r.expires_at.is_none_or(|t| t <= now)
+                            && !matches!(r.state.as_str(), "pending" | "challenged")
+                    })
                 })
-                .map(|(k, _)| k.clone())
                 .collect();
             for k in lapsed {
-                if let Some(r) = self.regs.remove(&k) {
-                    self.by_token.remove(&r.token);
-                }
+                self.remove_binding(k);
             }
             if let Some(old) = mine(&self.regs) {
-                if let Some(r) = self.regs.remove(&old) {
+                if let Some(r) = self.remove_binding(&old) {
                     tracing::info!(%aor, from = %r.phone_contact, to = %contact, "phone's Contact changed; its registration follows");
-                    self.by_token.insert(r.token.clone(), key.clone());
-                    self.regs.insert(key.clone(), r);
+                    self.insert_binding(key.clone(), r);
                 }
             }
         }
         key
+    }
+
+    /// Adds binding `key` (see [`B2bua::binding_key`]) with its indexes.
+    fn insert_binding(&mut self, key: String, reg: Registration) {
+        self.by_token.insert(reg.token.clone(), key.clone());
+        let keys = self.by_aor.entry(reg.aor.clone()).or_default();
+        if !keys.contains(&key) {
+            keys.push(key.clone());
+        }
+        self.regs.insert(key, reg);
+    }
+
+    /// Removes binding `key` and its index entries.
+    fn remove_binding(&mut self, key: &str) -> Option<Registration> {
+        let r = self.regs.remove(key)?;
+        self.by_token.remove(&r.token);
+        if let Some(keys) = self.by_aor.get_mut(&r.aor) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.by_aor.remove(&r.aor);
+            }
+        }
+        Some(r)
     }
 
     fn relay_register(&mut self, now: Instant, tx: ServerTx, msg: Message, from: Peer) {
@@ -655,9 +674,8 @@ impl B2bua {
         );
         let wan = self.wan_advertised();
         let transport = self.wan_transport();
-        let reg = self.regs.entry(key.clone()).or_insert_with(|| {
-            let token = random_token(12);
-            Registration {
+        if !self.regs.contains_key(&key) {
+            let reg = Registration {
                 aor: aor.clone(),
                 phone_contact: String::new(),
                 phone_addr: from.addr,
@@ -671,10 +689,11 @@ impl B2bua {
                 call_id: format!("{}@voxgate", random_token(20)),
                 from_tag: random_token(10),
                 cseq: 0,
-                token,
-            }
-        });
-        self.by_token.insert(reg.token.clone(), key.clone());
+                token: random_token(12),
+            };
+            self.insert_binding(key.clone(), reg);
+        }
+        let reg = self.regs.get_mut(&key).expect("inserted above");
         reg.phone_addr = from.addr;
         reg.phone_transport = if from.reliable { "tcp" } else { "udp" }.into();
         if let Some(c) = &phone_contact {
