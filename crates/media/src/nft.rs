@@ -123,9 +123,15 @@ impl KernelPath {
 
     /// Waits (up to `limit`) until every queued job is done; false on timeout.
     pub fn sync(&self, limit: Duration) -> bool {
+        self.ticket().recv_timeout(limit).is_ok()
+    }
+
+    /// A marker answered once every job queued before it is done: [`KernelPath::sync`] that
+    /// the caller waits on itself, e.g. with no lock held.
+    pub fn ticket(&self) -> mpsc::Receiver<()> {
         let (tx, rx) = mpsc::channel();
         self.send(Job::Sync(tx));
-        rx.recv_timeout(limit).is_ok()
+        rx
     }
 
     /// What the nft thread has reported since the last call.

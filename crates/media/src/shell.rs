@@ -578,12 +578,29 @@ impl MediaHandle {
     /// Streams in the kernel have their counters read first (one `nft` run), so packet counts
     /// are exact at the moment of asking.
     pub fn snapshot(&self) -> Vec<CallReport> {
+        // The counters are read with the relay's lock released: offers and answers would
+        // otherwise wait for nft (tens of ms with hundreds of streams in the kernel).
+        let ticket = {
+            let guard = self.state();
+            let Some(r) = guard.as_ref() else {
+                return Vec::new();
+            };
+            r.kernel.as_ref().filter(|k| k.offloader.busy()).map(|k| {
+                k.path.read();
+                k.path.ticket()
+            })
+        };
+        if let Some(t) = ticket {
+            let _ = t.recv_timeout(KERNEL_SYNC_LIMIT);
+        }
         let mut guard = self.state();
         let Some(r) = guard.as_mut() else {
             return Vec::new();
         };
-        r.read_kernel_now(Instant::now());
-        r.relay.snapshot(Instant::now())
+        let now = Instant::now();
+        r.take_kernel_reports(now);
+        r.finish_released(now);
+        r.relay.snapshot(now)
     }
 }
 
