@@ -9,7 +9,7 @@
 //! The header parameter inside the URI is percent-encoded (RFC 3261 19.1.1), so it is decoded,
 //! mapped and re-encoded here; no SIP crate we use models URI headers.
 
-use crate::message::Message;
+use crate::message::{same_name, Message};
 use ezk_sip_types::{Headers, Name};
 
 /// A `Replaces` value: a dialog named from the receiving UA's side (`to-tag` is that UA's own
@@ -99,10 +99,11 @@ pub(crate) fn map_message(
     msg: &Message,
     map: &dyn Fn(&Replaces) -> Option<Replaces>,
 ) -> Option<Message> {
+    // Runs on every request: the cheap name test, not `Name`'s own equality.
     let kind = |n: &Name| {
-        if *n == Name::REPLACES {
+        if same_name(n, &Name::REPLACES) {
             Some(false)
-        } else if *n == Name::REFER_TO {
+        } else if same_name(n, &Name::REFER_TO) {
             Some(true)
         } else {
             None
