@@ -172,6 +172,17 @@ impl Call {
     }
 }
 
+impl Call {
+    /// The leg towards `side`'s party, then the other one.
+    pub(crate) fn legs_from(&self, side: Side) -> (&Leg, &Leg) {
+        if self.caller.side == side {
+            (&self.caller, &self.callee)
+        } else {
+            (&self.callee, &self.caller)
+        }
+    }
+}
+
 impl State {
     fn name(self) -> &'static str {
         match self {
@@ -280,20 +291,12 @@ impl Calls {
     /// does not hold (left as written).
     pub(crate) fn other_leg(&self, from: Side, r: &Replaces) -> Option<Replaces> {
         let ids = self.by_dialog.get(&(from, r.call_id.clone()))?;
-        let c = ids.iter().filter_map(|id| self.calls.get(id)).find(|c| {
-            let near = if c.caller.side == from {
-                &c.caller
-            } else {
-                &c.callee
-            };
-            near.local_tag == r.to_tag
-        })?;
-        let (near, far) = if c.caller.side == from {
-            (&c.caller, &c.callee)
-        } else {
-            (&c.callee, &c.caller)
-        };
-        if near.local_tag != r.to_tag || near.remote_tag.as_deref() != Some(r.from_tag.as_str()) {
+        let (near, far) = ids
+            .iter()
+            .filter_map(|id| self.calls.get(id))
+            .map(|c| c.legs_from(from))
+            .find(|(near, _)| near.local_tag == r.to_tag)?;
+        if near.remote_tag.as_deref() != Some(r.from_tag.as_str()) {
             return None;
         }
         Some(Replaces {
@@ -370,20 +373,18 @@ impl Calls {
     pub(crate) fn find(&self, side: Side, msg: &Message) -> Option<u64> {
         let call_id = msg.call_id()?;
         let ids = self.by_dialog.get(&(side, call_id))?;
-        let leg = |c: &Call| {
-            if c.caller.side == side {
-                c.caller.local_tag.clone()
-            } else {
-                c.callee.local_tag.clone()
-            }
-        };
+
         let to_tag = header(msg, Name::TO)
             .and_then(|t| name_addr::parse(&t))
             .and_then(|t| t.tag().map(str::to_string));
         if let Some(tag) = to_tag {
             return ids
                 .iter()
-                .find(|id| self.calls.get(id).is_some_and(|c| leg(c) == tag))
+                .find(|id| {
+                    self.calls
+                        .get(id)
+                        .is_some_and(|c| c.legs_from(side).0.local_tag == tag)
+                })
                 .or(ids.first())
                 .copied();
         }
@@ -1033,6 +1034,8 @@ impl B2bua {
                 near.remote_target = t.uri;
             }
         }
+        // The box's tag on the sender's leg, for answers it gives itself.
+        let tag = c.legs_from(from).0.local_tag.clone();
         let sdp_offer =
             c.kind == Kind::Call && is_sdp(msg) && (method == "INVITE" || method == "UPDATE");
         if c.kind == Kind::Call
@@ -1040,22 +1043,12 @@ impl B2bua {
             && !msg.body.is_empty()
             && !is_sdp(msg)
         {
-            let tag = if c.caller.side == from {
-                c.caller.local_tag.clone()
-            } else {
-                c.callee.local_tag.clone()
-            };
             let mut r = response(msg, 415, "Unsupported Media Type", Some(&tag));
             r.headers.insert(Name::ACCEPT, "application/sdp");
             self.tx.respond(now, tx, r);
             return;
         }
         if sdp_offer && !accepts_sdp(msg) {
-            let tag = if c.caller.side == from {
-                c.caller.local_tag.clone()
-            } else {
-                c.callee.local_tag.clone()
-            };
             self.tx.respond(now, tx, not_acceptable(msg, &tag));
             return;
         }
@@ -1064,11 +1057,6 @@ impl B2bua {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(%key, error = %e, "re-offer refused");
-                    let tag = if c.caller.side == from {
-                        c.caller.local_tag.clone()
-                    } else {
-                        c.callee.local_tag.clone()
-                    };
                     self.tx.respond(
                         now,
                         tx,
