@@ -658,11 +658,12 @@ impl B2bua {
         let contact = crate::message::values(&msg.headers, &Name::CONTACT)
             .next()
             .map(|v| v.to_string());
-        let phone_contact = contact.as_deref().and_then(name_addr::parse);
-        let contacts = crate::message::values(&msg.headers, &Name::CONTACT)
+        // Every Contact, each value read as a list (message::check has validated them).
+        let mut all = crate::message::values(&msg.headers, &Name::CONTACT)
             .filter_map(|v| name_addr::parse_list(v))
-            .map(|l| l.len())
-            .sum::<usize>();
+            .flatten();
+        let phone_contact = all.next();
+        let contacts = usize::from(phone_contact.is_some()) + all.count();
         if contacts > 1 {
             tracing::warn!(%aor, phone = %from.addr, contacts, "REGISTER with several Contacts: only the first is registered upstream");
         }
