@@ -14,7 +14,22 @@
 use std::time::{Duration, Instant};
 
 use sip::b2bua::{B2bua, MediaControl, Settings, Transport};
-use sip::transaction::{Peer, Side};
+use sip::transaction::Side;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{header, phone, provider};
+
+/// The provider's answer to `req` (a sipp UAS's shape: its tag, its Contact).
+fn answer(req: &str, status: &str, body: &str) -> Vec<u8> {
+    common::answer(
+        req,
+        status,
+        "pv8812",
+        "Contact: <sip:bob@198.51.100.10:5060>\r\n",
+        body,
+    )
+}
 
 /// The relay's SDP rewriting is measured in crates/media; here offers pass unchanged.
 struct PassThrough;
@@ -31,48 +46,6 @@ impl MediaControl for PassThrough {
 }
 
 const SDP: &str = "v=0\r\no=- 1 1 IN IP4 10.100.0.50\r\ns=-\r\nc=IN IP4 10.100.0.50\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n";
-
-fn phone() -> Peer {
-    Peer {
-        side: Side::Lan,
-        addr: "10.100.0.50:5070".parse().unwrap(),
-        reliable: false,
-    }
-}
-
-fn provider() -> Peer {
-    Peer {
-        side: Side::Wan,
-        addr: "198.51.100.10:5060".parse().unwrap(),
-        reliable: false,
-    }
-}
-
-fn header<'a>(msg: &'a str, name: &str) -> &'a str {
-    msg.split("\r\n")
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
-        .unwrap_or_else(|| panic!("no {name} in\n{msg}"))
-}
-
-/// The provider's answer to `req` (a sipp UAS's shape).
-fn answer(req: &str, status: &str, body: &str) -> Vec<u8> {
-    let mut out = format!("SIP/2.0 {status}\r\n");
-    for name in ["Via", "From", "Call-ID", "CSeq"] {
-        out += &format!("{name}: {}\r\n", header(req, name));
-    }
-    let to = header(req, "To");
-    let to = if to.contains(";tag=") {
-        to.to_string()
-    } else {
-        format!("{to};tag=pv8812")
-    };
-    out += &format!("To: {to}\r\nContact: <sip:bob@198.51.100.10:5060>\r\n");
-    if !body.is_empty() {
-        out += "Content-Type: application/sdp\r\n";
-    }
-    out += &format!("Content-Length: {}\r\n\r\n{body}", body.len());
-    out.into_bytes()
-}
 
 /// Everything the box has to send: (to the phone, to the provider).
 fn drain(b: &mut B2bua) -> (Vec<String>, Vec<String>) {
