@@ -1058,11 +1058,7 @@ fn provider_servers_from_dns_srv_fail_over_and_back() {
 fn failover(srv: bool) {
     lab::require_root().unwrap();
     let lab = Lab::new().unwrap();
-    lab.run_ok(
-        Node::Provider,
-        &["ip", "addr", "add", "198.51.100.11/24", "dev", "eth0"],
-    )
-    .unwrap();
+    add_address(&lab, Node::Provider, "198.51.100.11/24");
     let overrides = if srv {
         "    sip_server: voice.lab\n"
     } else {
@@ -1289,6 +1285,27 @@ fn public_address_from_the_provider_s_stun_server() {
     assert!(b.log().contains("\"source\":\"STUN\""), "{}", b.log());
 }
 
+/// Adds `cidr` to `node`'s eth0 (a second phone, a second provider server).
+fn add_address(lab: &Lab, node: Node, cidr: &str) {
+    lab.run_ok(node, &["ip", "addr", "add", cidr, "dev", "eth0"])
+        .unwrap();
+}
+
+/// Registers user 1001 from both phones of a shared line (10.100.0.50 and .51, the second
+/// added with [`add_address`]); `context` is printed if one fails.
+fn register_both_phones(lab: &Lab, b: &Box_, context: &str) {
+    for ip in ["10.100.0.50", "10.100.0.51"] {
+        let mut args = REGISTER_PHONE.to_vec();
+        args[4] = ip;
+        let (ok, log) = sipp(lab, Node::Phone, &args, Duration::from_secs(15));
+        assert!(
+            ok,
+            "{ip}: registration failed:\n{log}\ndaemon:\n{}\n{context}",
+            b.log()
+        );
+    }
+}
+
 /// Two desk phones on one line (the same AoR, each with its own address): the provider's
 /// registrar sees two registrations with different contacts and Call-IDs, and `voxgate regs`
 /// lists both phones.
@@ -1298,23 +1315,10 @@ fn two_phones_register_one_shared_line() {
     let lab = Lab::new().unwrap();
     let b = running_box(&lab);
     let sock = b.socket();
-    lab.run_ok(
-        Node::Phone,
-        &["ip", "addr", "add", "10.100.0.51/24", "dev", "eth0"],
-    )
-    .unwrap();
+    add_address(&lab, Node::Phone, "10.100.0.51/24");
     let mut registrar = start_registrar_for(&lab, b.dir.path(), 2);
     std::thread::sleep(Duration::from_millis(300));
-    for ip in ["10.100.0.50", "10.100.0.51"] {
-        let mut args = REGISTER_PHONE.to_vec();
-        args[4] = ip;
-        let (ok, log) = sipp(&lab, Node::Phone, &args, Duration::from_secs(15));
-        assert!(
-            ok,
-            "{ip}: registration failed:\n{log}\ndaemon:\n{}",
-            b.log()
-        );
-    }
+    register_both_phones(&lab, &b, "");
     let st = registrar.wait_timeout(Duration::from_secs(5)).unwrap();
     let provider_log =
         std::fs::read_to_string(b.dir.path().join("provider-messages.log")).unwrap_or_default();
@@ -1362,16 +1366,8 @@ fn a_call_to_a_shared_line_forked_by_the_provider_rings_both_phones() {
     lab::require_root().unwrap();
     let lab = Lab::new().unwrap();
     let b = running_box(&lab);
-    lab.run_ok(
-        Node::Phone,
-        &["ip", "addr", "add", "10.100.0.51/24", "dev", "eth0"],
-    )
-    .unwrap();
-    lab.run_ok(
-        Node::Provider,
-        &["ip", "addr", "add", "198.51.100.11/24", "dev", "eth0"],
-    )
-    .unwrap();
+    add_address(&lab, Node::Phone, "10.100.0.51/24");
+    add_address(&lab, Node::Provider, "198.51.100.11/24");
     let klog = b.dir.path().join("kamailio.log");
     let mut cmd = lab.command(Node::Provider, "kamailio");
     cmd.arg("-f")
@@ -1403,17 +1399,14 @@ fn a_call_to_a_shared_line_forked_by_the_provider_rings_both_phones() {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(500));
-    for ip in ["10.100.0.50", "10.100.0.51"] {
-        let mut args = REGISTER_PHONE.to_vec();
-        args[4] = ip;
-        let (ok, log) = sipp(&lab, Node::Phone, &args, Duration::from_secs(15));
-        assert!(
-            ok,
-            "{ip}: registration failed:\n{log}\ndaemon:\n{}\nkamailio:\n{}",
-            b.log(),
+    register_both_phones(
+        &lab,
+        &b,
+        &format!(
+            "kamailio:\n{}",
             std::fs::read_to_string(&klog).unwrap_or_default()
-        );
-    }
+        ),
+    );
 
     let (a_log, b_log) = (
         b.dir.path().join("phone-a.log"),
