@@ -96,6 +96,22 @@ pub struct CallReport {
     pub streams: Vec<StreamReport>,
 }
 
+/// The streams for the log, `; ` between them.
+impl std::fmt::Display for CallReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.streams.is_empty() {
+            return f.write_str("none anchored");
+        }
+        for (i, s) in self.streams.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{s}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Where a call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -440,11 +456,9 @@ impl Relay {
             .flatten()
             .map(|s| self.close(s, now))
             .collect();
-        tracing::info!(
-            call_id,
-            summary = %serde_json::to_string(&report).unwrap_or_default(),
-            "call media ended"
-        );
+        // One line per stream in plain words (it was the report as JSON, ~1.5 KB escaped
+        // inside the JSON log line; `voxgate calls --json` still gives it whole while up).
+        tracing::info!(call_id, age_secs = report.age_secs, streams = %report, "call media ended");
         (report, closed)
     }
 

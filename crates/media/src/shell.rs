@@ -31,14 +31,12 @@ const TICK: Duration = Duration::from_millis(500);
 /// A stream's sockets: `[side][socket]`.
 type Sockets = [[Arc<UdpSocket>; 2]; 2];
 
-/// Tasks of one stream, aborted (closing its sockets) when dropped.
-struct Tasks(Vec<JoinHandle<()>>);
+/// The task of one stream, aborted (closing its sockets) when dropped.
+struct Task(JoinHandle<()>);
 
-impl Drop for Tasks {
+impl Drop for Task {
     fn drop(&mut self) {
-        for t in &self.0 {
-            t.abort();
-        }
+        self.0.abort();
     }
 }
 
@@ -77,7 +75,7 @@ struct Running {
     /// The WAN device whose address the relay follows (its address came from DHCP, not from
     /// the configuration).
     follow_wan: Option<String>,
-    tasks: HashMap<u64, Tasks>,
+    tasks: HashMap<u64, Task>,
     /// Streams are spread over the workers by id; the ticker runs on the first.
     workers: Vec<Worker>,
     /// The kernel path, when configured and available.
@@ -535,14 +533,8 @@ impl MediaHandle {
                 }
             };
             let sockets: Sockets = [[s[0].clone(), s[1].clone()], [s[2].clone(), s[3].clone()]];
-            let mut tasks = Vec::with_capacity(4);
-            for side in [Side::Lan, Side::Wan] {
-                for socket in [Socket::Rtp, Socket::Rtcp] {
-                    let pump = pump(o.stream.clone(), side, socket, sockets.clone());
-                    tasks.push(worker.runtime.spawn(pump));
-                }
-            }
-            r.tasks.insert(id, Tasks(tasks));
+            let task = worker.runtime.spawn(pump(o.stream, sockets));
+            r.tasks.insert(id, Task(task));
         }
         // A hold or a new address takes streams out of the kernel at once.
         let streams = r.relay.call_streams(call_id);
@@ -657,21 +649,55 @@ thread_local! {
     static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; 65536]);
 }
 
-/// Moves the packets arriving on one socket of a stream.
+/// Moves the packets arriving on a stream's four sockets: one task per stream (one per socket
+/// cost four spawns and aborts per call, measured under the SIP benchmark's call rates).
 ///
 /// One datagram per `recv_from`: measured in the lab (`benches/relay.rs`, 200 streams),
 /// `recvmmsg` batches of 8 with the readiness cleared on a short batch cost 13.3-13.6 µs
 /// of relay CPU per packet against 10.9-11.4 µs for this loop, since at 50 packets/s per
 /// socket a batch almost never holds more than one.
-async fn pump(stream: SharedStream, side: Side, socket: Socket, sockets: Sockets) {
-    let rx = &sockets[side as usize][socket as usize];
+async fn pump(stream: SharedStream, sockets: Sockets) {
+    const ALL: [(Side, Socket); 4] = [
+        (Side::Lan, Socket::Rtp),
+        (Side::Lan, Socket::Rtcp),
+        (Side::Wan, Socket::Rtp),
+        (Side::Wan, Socket::Rtcp),
+    ];
+    // A socket that failed is left alone; the others go on.
+    let mut failed = [false; 4];
+    // Where the next look starts, so a busy socket cannot starve the others.
+    let mut next = 0;
     loop {
-        if let Err(e) = rx.readable().await {
-            tracing::error!(?side, ?socket, error = %e, "media socket failed");
-            return;
-        }
-        if !BUFFER.with_borrow_mut(|buf| drain(buf, &stream, side, socket, &sockets)) {
-            return;
+        let ready = std::future::poll_fn(|cx| {
+            for k in 0..4 {
+                let i = (next + k) % 4;
+                let (side, socket) = ALL[i];
+                if failed[i] {
+                    continue;
+                }
+                let rx = &sockets[side as usize][socket as usize];
+                if let std::task::Poll::Ready(r) = rx.poll_recv_ready(cx) {
+                    return std::task::Poll::Ready((i, r));
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        let (i, result) = ready;
+        next = (i + 1) % 4;
+        let (side, socket) = ALL[i];
+        let ok = match result {
+            Ok(()) => BUFFER.with_borrow_mut(|buf| drain(buf, &stream, side, socket, &sockets)),
+            Err(e) => {
+                tracing::error!(?side, ?socket, error = %e, "media socket failed");
+                false
+            }
+        };
+        if !ok {
+            failed[i] = true;
+            if failed.iter().all(|&f| f) {
+                return;
+            }
         }
     }
 }

@@ -549,5 +549,61 @@ pub struct LegReport {
     pub send_errors: u64,
 }
 
+/// One line for the log: what arrived from the peer and its quality, then only the drops and
+/// re-latches that happened.
+impl std::fmt::Display for LegReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.received;
+        match self.peer {
+            Some(p) => write!(f, "{p}")?,
+            None => f.write_str("no peer")?,
+        }
+        if !self.latched {
+            f.write_str(" (not latched)")?;
+        }
+        write!(
+            f,
+            " rx {} lost {} ({:.1}%) jitter {:.1} ms",
+            r.packets, r.lost, r.loss_percent, r.jitter_ms
+        )?;
+        if r.max_gap_ms > 0 {
+            write!(f, " gap {} ms", r.max_gap_ms)?;
+        }
+        if let Some(m) = r.mos {
+            write!(f, " mos {m:.1}")?;
+        }
+        if let Some(rtt) = self.rtt_ms {
+            write!(f, " rtt {rtt:.0} ms")?;
+        }
+        write!(f, " tx {}", self.forwarded)?;
+        for (n, what) in [
+            (self.dropped_foreign, "foreign"),
+            (self.dropped_invalid, "invalid"),
+            (self.relatches, "relatches"),
+            (self.undeliverable, "undeliverable"),
+            (self.send_errors, "send errors"),
+        ] {
+            if n > 0 {
+                write!(f, " {what} {n}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `audio#0 lan … | wan …`, with `kernel` and `held` when they apply.
+impl std::fmt::Display for StreamReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", self.media, self.index)?;
+        if self.kernel {
+            f.write_str(" kernel")?;
+        }
+        if self.on_hold {
+            f.write_str(" held")?;
+        }
+        write!(f, ": lan {} | wan {}", self.lan, self.wan)
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -2,14 +2,26 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd};
 
 /// Binds a non-blocking UDP socket to `ip:port` with the IPv4 TOS byte `tos` on everything it
-/// sends.
+/// sends. Created non-blocking and close-on-exec in one call (std's bind and then
+/// `set_nonblocking` take a syscall more; four sockets are bound per call).
 pub(crate) fn bind_udp(ip: Ipv4Addr, port: u16, tos: u8) -> io::Result<UdpSocket> {
-    let s = UdpSocket::bind(SocketAddrV4::new(ip, port))?;
-    s.set_nonblocking(true)?;
+    // SAFETY: socket(2) with constant arguments; the descriptor is owned at once below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor nobody else owns; it is closed when `s` drops.
+    let s = unsafe { UdpSocket::from_raw_fd(fd) };
     let v = libc::c_int::from(tos);
     // SAFETY: setsockopt on a socket we own, with a pointer to a c_int and its size.
     let rc = unsafe {
@@ -19,6 +31,25 @@ pub(crate) fn bind_udp(ip: Ipv4Addr, port: u16, tos: u8) -> io::Result<UdpSocket
             libc::IP_TOS,
             (&v as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: bind with a sockaddr_in we own and its size.
+    let rc = unsafe {
+        libc::bind(
+            s.as_raw_fd(),
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
         )
     };
     if rc != 0 {
@@ -88,6 +119,16 @@ mod tests {
     fn loopback_socket_carries_ef() {
         let s = bind_udp(Ipv4Addr::LOCALHOST, 0, crate::TOS_EF).unwrap();
         assert_eq!(tos(&s).unwrap(), 0xB8);
+        let at = s.local_addr().unwrap();
+        assert_eq!(at.ip(), Ipv4Addr::LOCALHOST);
+        assert_ne!(at.port(), 0);
+        // Non-blocking: nothing queued is an error at once, not a wait.
+        let mut buf = [0u8; 8];
+        let e = s.recv_from(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        // The port is taken: binding it again fails with the kernel's reason.
+        let e = bind_udp(Ipv4Addr::LOCALHOST, at.port(), 0).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
         assert_eq!(interface_ipv4("lo"), Some(Ipv4Addr::LOCALHOST));
         assert_eq!(interface_ipv4("nosuch0"), None);
     }

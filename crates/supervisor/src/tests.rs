@@ -179,3 +179,41 @@ async fn shutdown_stops_everything_and_abandons_the_stuck() {
         "{waited:?}"
     );
 }
+
+#[tokio::test]
+async fn a_service_on_its_own_thread_runs_there_stops_and_fails_as_on_the_runtime() {
+    // Runs on a thread named after it, and ends when told to stop.
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let run = tokio::spawn(on_own_thread(
+        "test",
+        Box::pin(async move {
+            let name = std::thread::current().name().map(str::to_string);
+            anyhow::ensure!(name.as_deref() == Some("voxgate-test"), "ran on {name:?}");
+            // Its own runtime drives timers and tasks.
+            tokio::spawn(async {}).await?;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            s.cancelled().await;
+            Ok(())
+        }),
+    ));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!run.is_finished());
+    stop.cancel();
+    run.await.unwrap().unwrap();
+
+    // An error comes back as it was; a panic is raised again where the supervisor awaits.
+    let err = on_own_thread("test", Box::pin(async { anyhow::bail!("port in use") }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "port in use");
+    let panicked = tokio::spawn(on_own_thread(
+        "test",
+        Box::pin(async { panic!("boom on the thread") }),
+    ))
+    .await
+    .unwrap_err();
+    assert!(panicked.is_panic());
+    let p = panicked.into_panic();
+    assert_eq!(p.downcast_ref::<&str>(), Some(&"boom on the thread"));
+}

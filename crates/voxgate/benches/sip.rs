@@ -180,7 +180,7 @@ fn count_cli(socket: &Path, what: &str) -> String {
 /// so the per-phone rate limit (sip.rate_limit, 100 messages/s) is off, and the media port
 /// pool is wider with a shorter quarantine, so that the pool (not the SIP work) does not cap
 /// short calls at thousands per second. Both are configuration a site can set.
-const VOXGATE_BENCH_CONFIG: &str = "sip:\n  rate_limit: 0\nmedia:\n  lan_ports: \"6000-35999\"\n  wan_ports: \"36000-65533\"\n  port_quarantine: 5s\n";
+const VOXGATE_BENCH_CONFIG: &str = "sip:\n  rate_limit: 0\nmedia:\n  lan_ports: \"6000-35999\"\n  wan_ports: \"36000-65533\"\n  port_quarantine: 2s\n";
 
 fn start_voxgate(lab: &Lab, dir: &Path) -> Result<Server> {
     let cfg = dir.join("voxgate.yaml");

@@ -99,6 +99,13 @@ fn offer_answer_and_media_both_ways() {
     let json = serde_json::to_value(&snap).unwrap();
     assert_eq!(json[0]["streams"][0]["wan"]["port"], 30000);
     assert_eq!(json[0]["streams"][0]["lan"]["direction"], "sendrecv");
+    // The log's one-line form: both peers, what came from each (RTP and RTCP went to the
+    // phone), drops only when there were.
+    assert_eq!(
+        snap[0].to_string(),
+        "audio#0: lan 10.100.0.50:11800 rx 1 lost 0 (0.0%) jitter 0.0 ms mos 4.4 tx 2 \
+         | wan 198.51.100.10:16384 rx 1 lost 0 (0.0%) jitter 0.0 ms mos 4.4 tx 1"
+    );
 }
 
 #[test]
