@@ -15,7 +15,7 @@ use ezk_sip_types::{Method, Name};
 use serde::Serialize;
 
 use crate::b2bua::{copy_except, random_token, B2bua};
-use crate::message::{parse, response, Message};
+use crate::message::{response, Message};
 use crate::name_addr;
 use crate::replaces::{self, Replaces};
 use crate::transaction::{ClientTx, Peer, ServerTx, Side};
@@ -499,8 +499,8 @@ pub(crate) fn name_addr_text(n: &name_addr::NameAddr) -> String {
     }
 }
 
-/// A request on `leg`, built as text and parsed, so every message we send passes the same
-/// checks as what we receive.
+/// A request on `leg`: its own Via (new branch), From, To, Call-ID, CSeq, route set and
+/// Contact, then `extra` as given (values trimmed), Max-Forwards 70 unless `extra` has one.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build_request(
     method: &str,
@@ -512,41 +512,44 @@ pub(crate) fn build_request(
     extra: &[(String, String)],
     body: &[u8],
 ) -> Option<Message> {
-    let mut t = format!("{method} {ruri} SIP/2.0\r\n");
-    t += &format!(
-        "Via: SIP/2.0/{via};branch=z9hG4bK{};rport\r\n",
-        random_token(16)
-    );
+    let mut h: Vec<(Name, String)> = Vec::with_capacity(8 + leg.route_set.len() + extra.len());
+    h.push((
+        Name::VIA,
+        format!("SIP/2.0/{via};branch=z9hG4bK{};rport", random_token(16)),
+    ));
     if !extra
         .iter()
         .any(|(n, _)| n.eq_ignore_ascii_case("max-forwards"))
     {
-        t += "Max-Forwards: 70\r\n";
+        h.push((Name::MAX_FORWARDS, "70".into()));
     }
-    t += &format!("From: {};tag={}\r\n", leg.local_uri, leg.local_tag);
-    match &leg.remote_tag {
-        Some(tag) => t += &format!("To: {};tag={tag}\r\n", leg.remote_uri),
-        None => t += &format!("To: {}\r\n", leg.remote_uri),
-    }
-    t += &format!("Call-ID: {}\r\n", leg.call_id);
-    t += &format!("CSeq: {cseq} {method}\r\n");
+    h.push((
+        Name::FROM,
+        format!("{};tag={}", leg.local_uri, leg.local_tag),
+    ));
+    h.push((
+        Name::TO,
+        match &leg.remote_tag {
+            Some(tag) => format!("{};tag={tag}", leg.remote_uri),
+            None => leg.remote_uri.clone(),
+        },
+    ));
+    h.push((Name::CALL_ID, leg.call_id.clone()));
+    h.push((Name::CSEQ, format!("{cseq} {method}")));
     // Loose routing only (every entry `;lr` in practice since RFC 3261); the request still
     // goes to the leg's peer: the provider server the box uses, never an address a message
     // named (no open relay).
     for route in &leg.route_set {
-        t += &format!("Route: {route}\r\n");
+        h.push((Name::ROUTE, route.clone()));
     }
     if let Some(c) = contact {
-        t += &format!("Contact: <{c}>\r\n");
+        h.push((Name::CONTACT, format!("<{c}>")));
     }
     for (n, v) in extra {
-        t += &format!("{n}: {v}\r\n");
+        h.push((Name::from(n.clone()), v.trim().to_string()));
     }
-    t += &format!("Content-Length: {}\r\n\r\n", body.len());
-    let mut bytes = t.into_bytes();
-    bytes.extend_from_slice(body);
-    match parse(&bytes, true) {
-        Ok((m, _)) => Some(m),
+    match crate::message::request(method, ruri, h, body) {
+        Ok(m) => Some(m),
         Err(e) => {
             tracing::warn!(method, %ruri, error = %e, "cannot build a request");
             None

@@ -179,10 +179,9 @@ impl Default for Transactions {
 /// 17.2.3 prescribes for matching it instead: Request-URI, From tag, Call-ID, CSeq number and
 /// the whole top Via, which its retransmissions and the ACK of a non-2xx share.
 fn branch_of(msg: &Message) -> Option<(String, String)> {
-    let via = msg.top_via()?;
-    let sent_by = format!("{:?}", via.sent_by);
-    match via.params.get_val("branch") {
-        Some(b) if b.starts_with("z9hG4bK") => Some((b.to_string(), sent_by)),
+    let (sent_by, branch) = msg.via_key()?;
+    match branch {
+        Some(b) if b.starts_with("z9hG4bK") => Some((b, sent_by)),
         _ => {
             let MessageLine::Request(line) = &msg.line else {
                 return None;

@@ -1214,6 +1214,16 @@ fn every_rfc4475_message_gets_the_outcome_the_rfc_asks_for() {
                 assert_eq!(n, printed.len(), "{what}");
                 assert_eq!(essentials(&again), essentials(&m), "{what}");
                 assert_eq!(vias(&again).len(), vias(&m).len(), "{what}");
+                // The raw reading transactions match on agrees with the typed one.
+                let top = m.top_via().expect("checked");
+                let (sent_by, key_branch) = m.via_key().unwrap_or_else(|| panic!("{what}"));
+                assert_eq!(key_branch, branch(&top), "{what}");
+                let typed = top
+                    .sent_by
+                    .default_print_ctx()
+                    .to_string()
+                    .to_ascii_lowercase();
+                assert_eq!(sent_by, typed.replace(char::is_whitespace, ""), "{what}");
             }
             Expect::Reject(code) => rejected(&what, &bytes, code),
             Expect::Drop => dropped(&what, &bytes),

@@ -115,8 +115,20 @@ pub fn invite(branch: &str, cseq: u32) -> Vec<u8> {
     .into_bytes()
 }
 
+/// What the B2BUA sent; every message (keepalives aside) must pass the checks a received
+/// one does: requests are built without being parsed back.
 pub fn sent(b: &mut B2bua) -> Vec<(Peer, String)> {
     std::iter::from_fn(|| b.poll_transmit())
+        .inspect(|(_, m)| {
+            if m.iter().any(|c| !b"\r\n".contains(c)) && !sip::stun::is_stun(m) {
+                if let Err(e) = sip::message::parse(m, false) {
+                    panic!(
+                        "sent a message that does not parse ({e}):\n{}",
+                        String::from_utf8_lossy(m)
+                    );
+                }
+            }
+        })
         .map(|(p, m)| (p, String::from_utf8(m).unwrap()))
         .collect()
 }
