@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ezk_sip_types::msg::{MessageLine, StatusLine};
-use ezk_sip_types::{Headers, Method, Name};
+use ezk_sip_types::{Method, Name};
+
+use crate::message::Headers;
 use ipnet::IpNet;
 use serde::Serialize;
 

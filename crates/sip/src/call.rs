@@ -944,7 +944,7 @@ impl B2bua {
             self.tx.respond(now, stx, r);
         }
         if let Some(inv) = &c.invite {
-            let mut h = ezk_sip_types::Headers::new();
+            let mut h = crate::message::Headers::new();
             for name in [Name::VIA, Name::FROM, Name::TO, Name::CALL_ID, Name::ROUTE] {
                 for v in crate::message::values(&inv.headers, &name) {
                     h.insert(name.clone(), v.clone());

@@ -3,6 +3,7 @@
 pub mod b2bua;
 pub mod call;
 pub mod guard;
+pub mod headers;
 pub mod locate;
 pub mod message;
 pub mod name_addr;

@@ -9,23 +9,25 @@
 //! response to send.
 
 use bytes::Bytes;
-use ezk_sip_types::header::typed::{CSeq, CallID, FromTo, MaxForwards, Via};
+use ezk_sip_types::header::typed::{CSeq, CallID, MaxForwards, Via};
 use ezk_sip_types::header::{ConstNamed, DecodeValues};
 use ezk_sip_types::msg::{Line, MessageLine, PullParser};
 use ezk_sip_types::parse::Parse;
 use ezk_sip_types::print::AppendCtx;
-use ezk_sip_types::{Headers, Method, Name, StatusCode};
+use ezk_sip_types::{Method, Name, StatusCode};
+
+pub use crate::headers::Headers;
 
 /// Whether two header names are the same header. `Name`'s own equality compares every
-/// spelling of both names case-insensitively, and `Headers`' lookups run it against every
-/// entry: a fifth of the B2BUA's instructions per call (`cargo bench -p voxgate-sip --bench
-/// core` under callgrind). Known names parse into one variant with one canonical print form,
-/// so comparing print forms (ignoring case, for names the crate does not know) is the same test.
+/// spelling of both names case-insensitively: run against every header of a message, it was
+/// a fifth of the B2BUA's instructions per call (`cargo bench -p voxgate-sip --bench core`
+/// under callgrind). Known names parse into one variant with one canonical print form, so
+/// comparing print forms (ignoring case, for names the crate does not know) is the same test.
 pub fn same_name(a: &Name, b: &Name) -> bool {
     a.as_print_str().eq_ignore_ascii_case(b.as_print_str())
 }
 
-/// The values of header `name`, in order: `Headers::get_raw` at a fraction of the cost.
+/// The values of header `name`, in order.
 pub fn values<'a>(h: &'a Headers, name: &'a Name) -> impl Iterator<Item = &'a bytesstr::BytesStr> {
     h.iter()
         .filter(move |(n, _)| same_name(n, name))
@@ -37,8 +39,7 @@ pub fn has(h: &Headers, name: &Name) -> bool {
     values(h, name).next().is_some()
 }
 
-/// Header `H` decoded from all its values, `None` when absent: `Headers::try_get_named`
-/// without its lookup cost.
+/// Header `H` decoded from all its values, `None` when absent.
 pub fn typed<H: ConstNamed + DecodeValues>(h: &Headers) -> Option<Result<H, ()>> {
     let name = H::NAME;
     let mut it = values(h, &name).peekable();
@@ -578,11 +579,19 @@ pub fn response(req: &Message, code: u16, reason: &str, to_tag: Option<&str>) ->
         }
     }
     if let Some(tag) = to_tag {
-        let _ = headers.edit(Name::TO, |to: &mut FromTo| {
-            if to.tag.is_none() {
-                to.tag = Some(tag.to_string().into());
+        // Appended to the To as written (a tag is a header parameter, after the name-addr or
+        // the addr-spec alike), unless it has one.
+        let mut headers2 = Headers::with_capacity(headers.len());
+        for (n, v) in headers.iter() {
+            let untagged = same_name(n, &Name::TO)
+                && crate::name_addr::parse(v).is_some_and(|to| to.tag().is_none());
+            if untagged {
+                headers2.insert(n.clone(), format!("{v};tag={tag}"));
+            } else {
+                headers2.insert(n.clone(), v.clone());
             }
-        });
+        }
+        headers = headers2;
     }
     let code = StatusCode::from(code);
     Message {

@@ -10,7 +10,9 @@
 //! mapped and re-encoded here; no SIP crate we use models URI headers.
 
 use crate::message::{same_name, Message};
-use ezk_sip_types::{Headers, Name};
+use ezk_sip_types::Name;
+
+use crate::message::Headers;
 
 /// A `Replaces` value: a dialog named from the receiving UA's side (`to-tag` is that UA's own
 /// tag, `from-tag` the peer's), plus any other parameters (e.g. `early-only`) as written.

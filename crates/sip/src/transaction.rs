@@ -594,7 +594,7 @@ impl Transactions {
 /// 17.1.1.3): same Request-URI, Call-ID, From, CSeq number and top Via as the INVITE, To from
 /// the response.
 pub fn ack_for(invite: &Message, resp: &Message) -> Message {
-    let mut headers = ezk_sip_types::Headers::new();
+    let mut headers = crate::message::Headers::new();
     if let Some(v) = crate::message::values(&invite.headers, &Name::VIA).next() {
         headers.insert(Name::VIA, v.clone());
     }

@@ -48,14 +48,15 @@ fn dropped(name: &str, text: &[u8]) {
 
 /// The raw values of header `name`, as received.
 fn raw(m: &Message, name: &str) -> Vec<String> {
-    m.headers
-        .get_raw(&Name::from(name.to_string()))
+    sip::message::values(&m.headers, &Name::from(name.to_string()))
         .map(|v| v.to_string())
         .collect()
 }
 
 fn vias(m: &Message) -> Vec<Via> {
-    m.headers.get_named::<Vec<Via>>().expect("Via parses")
+    sip::message::typed::<Vec<Via>>(&m.headers)
+        .expect("has Via")
+        .expect("Via parses")
 }
 
 fn branch(v: &Via) -> Option<String> {
@@ -63,7 +64,9 @@ fn branch(v: &Via) -> Option<String> {
 }
 
 fn tag(m: &Message, header: Name) -> Option<String> {
-    let v = m.headers.get_raw(&header).next()?.to_string();
+    let v = sip::message::values(&m.headers, &header)
+        .next()?
+        .to_string();
     sip::name_addr::parse(&v)
         .expect("From/To parses")
         .tag()
