@@ -294,198 +294,203 @@ impl Service<Loaded> for SipService {
         l.config.sip.enabled
     }
 
-    fn run(&self, mut ctx: Context<Loaded>) -> ServiceFuture {
-        let handle = self.handle.clone();
-        let media = self.media.clone();
+    fn run(&self, ctx: Context<Loaded>) -> ServiceFuture {
         // Its own thread: see `supervisor::on_own_thread`.
         supervisor::on_own_thread(
             "sip",
-            Box::pin(async move {
-                let loaded = ctx.config.borrow_and_update().clone();
-                let (s, shell) = settings(&loaded).await?;
-                let wan_device = shell.wan_device;
-                let tls = match s.upstream_transport {
-                    Transport::Tls => Some(
-                        crate::stream::tls_config(loaded.config.sip.tls_ca_file.as_deref())
-                            .context("setting up TLS towards the provider")?,
-                    ),
-                    _ => None,
-                };
-                let voice_device = loaded.config.interfaces.lan.voice_device();
-                let lan_sock = udp_socket(s.lan, Some(&voice_device))?;
-                let lan_listener = tcp_listener(s.lan, &voice_device)?;
-                let mut phones = Accepted::default();
-                let wan_bind = match wan_device {
-                    Some(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), s.wan.port()),
-                    None => s.wan,
-                };
-                let wan_sock = udp_socket(wan_bind, wan_device.as_deref())?;
-                let servers: Vec<String> = s.upstreams.iter().map(|a| a.to_string()).collect();
-                tracing::info!(lan = %s.lan, wan = %s.wan, upstream = %servers.join(", "), "SIP listening");
-                let mut b = B2bua::new(s, media.control());
-                b.start(Instant::now().into_std());
-                *handle.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(b);
-                let mut timeouts = media.timeouts();
-                let mut lan_buf = vec![0u8; 65536];
-                let mut wan_buf = vec![0u8; 65536];
-                let mut tcp = Upstream::new(tls, shell.tls_names);
-                let sleep = tokio::time::sleep_until(Instant::now());
-                tokio::pin!(sleep);
-                loop {
-                    // Send what the core produced, then wait for a datagram, a timer or a stop.
-                    let (outgoing, wake) = {
-                        let mut guard = handle.0.lock().unwrap_or_else(|e| e.into_inner());
-                        let b = guard.as_mut().expect("set above");
-                        let out: Vec<(Peer, Vec<u8>)> =
-                            std::iter::from_fn(|| b.poll_transmit()).collect();
-                        (out, b.poll_timeout())
-                    };
-                    for (peer, bytes) in outgoing {
-                        handle.publish(false, peer.side, peer.addr, &bytes);
-                        if peer.reliable && peer.side == Side::Lan {
-                            if !phones.send(peer.addr, &bytes).await {
-                                tracing::warn!(phone = %peer.addr, "no TCP connection to the phone any more; message dropped");
-                            }
-                            continue;
-                        }
-                        if peer.reliable {
-                            tcp.send(peer.addr, &bytes).await;
-                            continue;
-                        }
-                        let sock = if peer.side == Side::Lan {
-                            &lan_sock
-                        } else {
-                            &wan_sock
-                        };
-                        if let Err(e) = sock.try_send_to(&bytes, peer.addr) {
-                            tracing::warn!(to = %peer.addr, error = %e, "SIP send failed");
-                        }
-                    }
-                    // One timer for the whole loop, moved only when the core's deadline moves (a
-                    // new timer per datagram was a timer-wheel insert and removal each time).
-                    if let Some(t) = wake {
-                        let t = Instant::from_std(t);
-                        if sleep.deadline() != t {
-                            sleep.as_mut().reset(t);
-                        }
-                    }
-                    let event = tokio::select! {
-                        _ = ctx.stop.cancelled() => return Ok(()),
-                        r = lan_sock.recv_from(&mut lan_buf) => Some((Side::Lan, r)),
-                        r = wan_sock.recv_from(&mut wan_buf) => Some((Side::Wan, r)),
-                        accepted = lan_listener.accept() => {
-                            match accepted {
-                                Ok((stream, from)) => phones.add(from, stream),
-                                Err(e) => tracing::warn!(error = %e, "accepting a SIP TCP connection failed"),
-                            }
-                            continue;
-                        }
-                        event = phones.receive() => {
-                            let now = Instant::now().into_std();
-                            if let Some(b) = handle.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                                match event {
-                                    LanEvent::Frame(from, frame) => {
-                                        handle.publish(true, Side::Lan, from, &frame);
-                                        b.receive(now, &frame, Peer { side: Side::Lan, addr: from, reliable: true });
-                                    }
-                                    LanEvent::Closed(from) => b.lan_connection_closed(from),
-                                }
-                            }
-                            continue;
-                        }
-                        frames = tcp.receive() => {
-                            let now = Instant::now().into_std();
-                            if let Some(b) = handle.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                                for (from, frame) in frames {
-                                    handle.publish(true, Side::Wan, from, &frame);
-                                    b.receive(now, &frame, Peer { side: Side::Wan, addr: from, reliable: true });
-                                }
-                            }
-                            continue;
-                        }
-                        _ = &mut sleep, if wake.is_some() => None,
-                        Some(key) = timeouts.recv() => {
-                            let now = Instant::now().into_std();
-                            if let Some(b) = handle.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                                b.media_timeout(now, &key);
-                            }
-                            continue;
-                        }
-                        changed = ctx.config.changed() => {
-                            if changed.is_ok() {
-                                let l = ctx.config.borrow_and_update().clone();
-                                match settings(&l).await {
-                                    Ok((new, shell)) => {
-                                        tcp.set_names(shell.tls_names);
-                                        if let Some(b) = handle.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                                            b.set_settings(new);
-                                        }
-                                    }
-                                    Err(e) => tracing::error!(error = %format!("{e:#}"), "SIP settings not updated"),
-                                }
-                            }
-                            continue;
-                        }
-                    };
-                    let now = Instant::now().into_std();
-                    let mut guard = handle.0.lock().unwrap_or_else(|e| e.into_inner());
-                    let b = guard.as_mut().expect("set above");
+            Box::pin(serve(self.handle.clone(), self.media.clone(), ctx)),
+        )
+    }
+}
+
+/// The service's loop: sockets set up from the configuration, then datagrams, connections,
+/// timers and reloads fed to the core until told to stop.
+async fn serve(
+    handle: SipHandle,
+    media: Arc<dyn MediaProvider>,
+    mut ctx: Context<Loaded>,
+) -> anyhow::Result<()> {
+    let loaded = ctx.config.borrow_and_update().clone();
+    let (s, shell) = settings(&loaded).await?;
+    let wan_device = shell.wan_device;
+    let tls = match s.upstream_transport {
+        Transport::Tls => Some(
+            crate::stream::tls_config(loaded.config.sip.tls_ca_file.as_deref())
+                .context("setting up TLS towards the provider")?,
+        ),
+        _ => None,
+    };
+    let voice_device = loaded.config.interfaces.lan.voice_device();
+    let lan_sock = udp_socket(s.lan, Some(&voice_device))?;
+    let lan_listener = tcp_listener(s.lan, &voice_device)?;
+    let mut phones = Accepted::default();
+    let wan_bind = match wan_device {
+        Some(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), s.wan.port()),
+        None => s.wan,
+    };
+    let wan_sock = udp_socket(wan_bind, wan_device.as_deref())?;
+    let servers: Vec<String> = s.upstreams.iter().map(|a| a.to_string()).collect();
+    tracing::info!(lan = %s.lan, wan = %s.wan, upstream = %servers.join(", "), "SIP listening");
+    let mut b = B2bua::new(s, media.control());
+    b.start(Instant::now().into_std());
+    *handle.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(b);
+    let mut timeouts = media.timeouts();
+    let mut lan_buf = vec![0u8; 65536];
+    let mut wan_buf = vec![0u8; 65536];
+    let mut tcp = Upstream::new(tls, shell.tls_names);
+    let sleep = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(sleep);
+    loop {
+        // Send what the core produced, then wait for a datagram, a timer or a stop.
+        let (outgoing, wake) = {
+            let mut guard = handle.0.lock().unwrap_or_else(|e| e.into_inner());
+            let b = guard.as_mut().expect("set above");
+            let out: Vec<(Peer, Vec<u8>)> = std::iter::from_fn(|| b.poll_transmit()).collect();
+            (out, b.poll_timeout())
+        };
+        for (peer, bytes) in outgoing {
+            handle.publish(false, peer.side, peer.addr, &bytes);
+            if peer.reliable && peer.side == Side::Lan {
+                if !phones.send(peer.addr, &bytes).await {
+                    tracing::warn!(phone = %peer.addr, "no TCP connection to the phone any more; message dropped");
+                }
+                continue;
+            }
+            if peer.reliable {
+                tcp.send(peer.addr, &bytes).await;
+                continue;
+            }
+            let sock = if peer.side == Side::Lan {
+                &lan_sock
+            } else {
+                &wan_sock
+            };
+            if let Err(e) = sock.try_send_to(&bytes, peer.addr) {
+                tracing::warn!(to = %peer.addr, error = %e, "SIP send failed");
+            }
+        }
+        // One timer for the whole loop, moved only when the core's deadline moves (a
+        // new timer per datagram was a timer-wheel insert and removal each time).
+        if let Some(t) = wake {
+            let t = Instant::from_std(t);
+            if sleep.deadline() != t {
+                sleep.as_mut().reset(t);
+            }
+        }
+        let event = tokio::select! {
+            _ = ctx.stop.cancelled() => return Ok(()),
+            r = lan_sock.recv_from(&mut lan_buf) => Some((Side::Lan, r)),
+            r = wan_sock.recv_from(&mut wan_buf) => Some((Side::Wan, r)),
+            accepted = lan_listener.accept() => {
+                match accepted {
+                    Ok((stream, from)) => phones.add(from, stream),
+                    Err(e) => tracing::warn!(error = %e, "accepting a SIP TCP connection failed"),
+                }
+                continue;
+            }
+            event = phones.receive() => {
+                let now = Instant::now().into_std();
+                if let Some(b) = handle.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
                     match event {
-                        None => b.handle_timeout(now),
-                        Some((side, Ok((n, from)))) => {
-                            let buf = if side == Side::Lan {
-                                &lan_buf
-                            } else {
-                                &wan_buf
-                            };
-                            handle.publish(true, side, from, &buf[..n]);
-                            b.receive(
-                                now,
-                                &buf[..n],
-                                Peer {
-                                    side,
-                                    addr: from,
-                                    reliable: false,
-                                },
-                            );
+                        LanEvent::Frame(from, frame) => {
+                            handle.publish(true, Side::Lan, from, &frame);
+                            b.receive(now, &frame, Peer { side: Side::Lan, addr: from, reliable: true });
                         }
-                        Some((side, Err(e))) => {
-                            // ICMP errors surface as receive errors on Linux: not fatal.
-                            tracing::debug!(?side, error = %e, "SIP receive error");
-                        }
-                    }
-                    // Then whatever else has arrived on either socket, without waiting, before
-                    // sending: under load one pass of the loop takes a batch, not one datagram.
-                    for _ in 0..BATCH {
-                        let mut got = false;
-                        for (side, sock, buf) in [
-                            (Side::Lan, &lan_sock, &mut lan_buf),
-                            (Side::Wan, &wan_sock, &mut wan_buf),
-                        ] {
-                            match sock.try_recv_from(buf) {
-                                Ok((n, from)) => {
-                                    got = true;
-                                    handle.publish(true, side, from, &buf[..n]);
-                                    let peer = Peer {
-                                        side,
-                                        addr: from,
-                                        reliable: false,
-                                    };
-                                    b.receive(now, &buf[..n], peer);
-                                }
-                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                                Err(e) => {
-                                    got = true;
-                                    tracing::debug!(?side, error = %e, "SIP receive error");
-                                }
-                            }
-                        }
-                        if !got {
-                            break;
-                        }
+                        LanEvent::Closed(from) => b.lan_connection_closed(from),
                     }
                 }
-            }),
-        )
+                continue;
+            }
+            frames = tcp.receive() => {
+                let now = Instant::now().into_std();
+                if let Some(b) = handle.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                    for (from, frame) in frames {
+                        handle.publish(true, Side::Wan, from, &frame);
+                        b.receive(now, &frame, Peer { side: Side::Wan, addr: from, reliable: true });
+                    }
+                }
+                continue;
+            }
+            _ = &mut sleep, if wake.is_some() => None,
+            Some(key) = timeouts.recv() => {
+                let now = Instant::now().into_std();
+                if let Some(b) = handle.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                    b.media_timeout(now, &key);
+                }
+                continue;
+            }
+            changed = ctx.config.changed() => {
+                if changed.is_ok() {
+                    let l = ctx.config.borrow_and_update().clone();
+                    match settings(&l).await {
+                        Ok((new, shell)) => {
+                            tcp.set_names(shell.tls_names);
+                            if let Some(b) = handle.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                                b.set_settings(new);
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %format!("{e:#}"), "SIP settings not updated"),
+                    }
+                }
+                continue;
+            }
+        };
+        let now = Instant::now().into_std();
+        let mut guard = handle.0.lock().unwrap_or_else(|e| e.into_inner());
+        let b = guard.as_mut().expect("set above");
+        match event {
+            None => b.handle_timeout(now),
+            Some((side, Ok((n, from)))) => {
+                let buf = if side == Side::Lan {
+                    &lan_buf
+                } else {
+                    &wan_buf
+                };
+                handle.publish(true, side, from, &buf[..n]);
+                b.receive(
+                    now,
+                    &buf[..n],
+                    Peer {
+                        side,
+                        addr: from,
+                        reliable: false,
+                    },
+                );
+            }
+            Some((side, Err(e))) => {
+                // ICMP errors surface as receive errors on Linux: not fatal.
+                tracing::debug!(?side, error = %e, "SIP receive error");
+            }
+        }
+        // Then whatever else has arrived on either socket, without waiting, before
+        // sending: under load one pass of the loop takes a batch, not one datagram.
+        for _ in 0..BATCH {
+            let mut got = false;
+            for (side, sock, buf) in [
+                (Side::Lan, &lan_sock, &mut lan_buf),
+                (Side::Wan, &wan_sock, &mut wan_buf),
+            ] {
+                match sock.try_recv_from(buf) {
+                    Ok((n, from)) => {
+                        got = true;
+                        handle.publish(true, side, from, &buf[..n]);
+                        let peer = Peer {
+                            side,
+                            addr: from,
+                            reliable: false,
+                        };
+                        b.receive(now, &buf[..n], peer);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => {
+                        got = true;
+                        tracing::debug!(?side, error = %e, "SIP receive error");
+                    }
+                }
+            }
+            if !got {
+                break;
+            }
+        }
     }
 }
