@@ -78,6 +78,46 @@ fn init_logging(format: LogFormat, level: &str) -> tracing_appender::non_blockin
     guard
 }
 
+/// How often memory freed by the services goes back to the system.
+const TRIM_EVERY: Duration = Duration::from_secs(30);
+
+/// Gives memory glibc's allocator holds free back to the system, every [`TRIM_EVERY`].
+/// Measured with the SIP benchmark's memory phase: after 2000 calls ended the daemon kept
+/// 74 MiB (45 MiB with them up, 18 MiB idle before) for good, freed blocks spread over
+/// per-thread arenas (calls are built on the SIP thread and freed partly on the media thread).
+/// `malloc_trim` releases the free pages of every arena; it takes the arenas' locks for as
+/// long as it runs, which is logged when it is more than a few milliseconds.
+async fn return_freed_memory() {
+    let mut tick = tokio::time::interval(TRIM_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let took = tokio::task::spawn_blocking(|| {
+            let t = Instant::now();
+            // SAFETY: malloc_trim only walks and trims the allocator's own arenas.
+            let released = unsafe { libc::malloc_trim(0) } == 1;
+            (released, t.elapsed())
+        })
+        .await;
+        if let Ok((released, took)) = took {
+            if took > Duration::from_millis(5) {
+                tracing::info!(
+                    took_ms = took.as_millis() as u64,
+                    released,
+                    "freed memory returned to the system"
+                );
+            } else {
+                tracing::debug!(
+                    took_us = took.as_micros() as u64,
+                    released,
+                    "freed memory returned to the system"
+                );
+            }
+        }
+    }
+}
+
 fn notify(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {
         tracing::warn!(error = %e, "cannot notify systemd");
@@ -122,6 +162,8 @@ async fn run(args: RunArgs, loaded: Loaded) -> anyhow::Result<ExitCode> {
             }
         });
     }
+
+    tokio::spawn(return_freed_memory());
 
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
