@@ -47,6 +47,10 @@ pub fn typed<H: ConstNamed + DecodeValues>(h: &Headers) -> Option<Result<H, ()>>
     Some(H::decode(&mut it).map(|(_, v)| v).map_err(|_| ()))
 }
 
+/// Room for the start line and Content-Length in [`Message::to_bytes`]' first allocation (a
+/// longer Request-URI just grows the buffer once).
+const LINE_ROOM: usize = 160;
+
 /// Largest message accepted (UDP datagrams and TCP frames alike).
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
@@ -149,10 +153,18 @@ impl Message {
         typed::<CSeq>(&self.headers)?.ok()
     }
 
-    /// The message as bytes, with a Content-Length that matches the body.
+    /// The message as bytes, with a Content-Length that matches the body. The buffer is sized
+    /// up front: transactions keep the bytes they sent (up to 32 s, RFC 3261 Timer J), and a
+    /// string grown by doubling held up to twice the message's size, reallocated on the way.
     pub fn to_bytes(&self) -> Vec<u8> {
         use std::fmt::Write as _;
-        let mut out = format!("{}\r\n", self.line.default_print_ctx());
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_print_str().len() + v.len() + 4)
+            .sum();
+        let mut out = String::with_capacity(LINE_ROOM + headers + self.body.len());
+        let _ = write!(out, "{}\r\n", self.line.default_print_ctx());
         for (name, value) in self.headers.iter() {
             if !same_name(name, &Name::CONTENT_LENGTH) {
                 let _ = write!(out, "{}: {value}\r\n", name.as_print_str());
@@ -161,6 +173,7 @@ impl Message {
         let _ = write!(out, "Content-Length: {}\r\n\r\n", self.body.len());
         let mut out = out.into_bytes();
         out.extend_from_slice(&self.body);
+        out.shrink_to_fit();
         out
     }
 }

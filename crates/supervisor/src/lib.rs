@@ -1,6 +1,7 @@
 //! Supervision of the daemon's services.
 //!
-//! Each [`Service`] runs as its own task. When one fails (returns an error, returns early or
+//! Each [`Service`] runs as its own task (or, through [`on_own_thread`], on a thread of its
+//! own with a single-threaded runtime). When one fails (returns an error, returns early or
 //! panics) it is logged with its error and started again after an exponential back-off, while
 //! the others keep running. A reload that disables a service stops it; one that enables it
 //! starts it. [`Supervisor::status`] reports each service's state for `voxgate status`.
