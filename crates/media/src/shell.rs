@@ -1,4 +1,4 @@
-//! The tokio shell: a UDP socket per allocated port, a task per socket moving its packets,
+//! The tokio shell: a UDP socket per allocated port, a task per stream moving its packets,
 //! and a ticker that ends silent calls. [`MediaHandle`] is what the SIP service holds.
 
 use std::collections::{HashMap, HashSet};
