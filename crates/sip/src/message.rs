@@ -588,23 +588,18 @@ pub fn response(req: &Message, code: u16, reason: &str, to_tag: Option<&str>) ->
     let mut headers = Headers::new();
     for name in [Name::VIA, Name::FROM, Name::TO, Name::CALL_ID, Name::CSEQ] {
         for v in values(&req.headers, &name) {
-            headers.insert(name.clone(), v.clone());
-        }
-    }
-    if let Some(tag) = to_tag {
-        // Appended to the To as written (a tag is a header parameter, after the name-addr or
-        // the addr-spec alike), unless it has one.
-        let mut headers2 = Headers::with_capacity(headers.len());
-        for (n, v) in headers.iter() {
-            let untagged = same_name(n, &Name::TO)
-                && crate::name_addr::parse(v).is_some_and(|to| to.tag().is_none());
-            if untagged {
-                headers2.insert(n.clone(), format!("{v};tag={tag}"));
-            } else {
-                headers2.insert(n.clone(), v.clone());
+            // The tag is appended to the To as written (a header parameter, after the
+            // name-addr or the addr-spec alike), unless it has one.
+            match to_tag {
+                Some(tag)
+                    if same_name(&name, &Name::TO)
+                        && crate::name_addr::parse(v).is_some_and(|to| to.tag().is_none()) =>
+                {
+                    headers.insert(name.clone(), format!("{v};tag={tag}"));
+                }
+                _ => headers.insert(name.clone(), v.clone()),
             }
         }
-        headers = headers2;
     }
     let code = StatusCode::from(code);
     Message {
