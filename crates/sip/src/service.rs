@@ -440,26 +440,13 @@ async fn serve(
         let b = guard.as_mut().expect("set above");
         match event {
             None => b.handle_timeout(now),
-            Some((side, Ok((n, from)))) => {
+            Some((side, r)) => {
                 let buf = if side == Side::Lan {
                     &lan_buf
                 } else {
                     &wan_buf
                 };
-                handle.publish(true, side, from, &buf[..n]);
-                b.receive(
-                    now,
-                    &buf[..n],
-                    Peer {
-                        side,
-                        addr: from,
-                        reliable: false,
-                    },
-                );
-            }
-            Some((side, Err(e))) => {
-                // ICMP errors surface as receive errors on Linux: not fatal.
-                tracing::debug!(?side, error = %e, "SIP receive error");
+                deliver(&handle, b, now, side, r, buf);
             }
         }
         // Then whatever else has arrived on either socket, without waiting, before
@@ -471,20 +458,10 @@ async fn serve(
                 (Side::Wan, &wan_sock, &mut wan_buf),
             ] {
                 match sock.try_recv_from(buf) {
-                    Ok((n, from)) => {
-                        got = true;
-                        handle.publish(true, side, from, &buf[..n]);
-                        let peer = Peer {
-                            side,
-                            addr: from,
-                            reliable: false,
-                        };
-                        b.receive(now, &buf[..n], peer);
-                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => {
+                    r => {
                         got = true;
-                        tracing::debug!(?side, error = %e, "SIP receive error");
+                        deliver(&handle, b, now, side, r, buf);
                     }
                 }
             }
@@ -492,5 +469,29 @@ async fn serve(
                 break;
             }
         }
+    }
+}
+
+/// Hands a datagram received on `side`'s UDP socket to the core (and to `sip trace`); a
+/// receive error is only logged: ICMP errors surface as receive errors on Linux, not fatal.
+fn deliver(
+    handle: &SipHandle,
+    b: &mut B2bua,
+    now: std::time::Instant,
+    side: Side,
+    received: std::io::Result<(usize, SocketAddr)>,
+    buf: &[u8],
+) {
+    match received {
+        Ok((n, from)) => {
+            handle.publish(true, side, from, &buf[..n]);
+            let peer = Peer {
+                side,
+                addr: from,
+                reliable: false,
+            };
+            b.receive(now, &buf[..n], peer);
+        }
+        Err(e) => tracing::debug!(?side, error = %e, "SIP receive error"),
     }
 }
