@@ -27,13 +27,16 @@
 //! Not a test: run as root with sipp (Debian sip-tester) and kamailio installed:
 //!
 //! ```text
-//! cargo bench -p voxgate --bench sip -- [--servers voxgate,kamailio,kamailio-dlg]
+//! cargo bench -p voxgate --bench sip -- [--servers voxgate,kamailio,kamailio-dlg,kamailio-rtpengine]
 //!     [--cps-rates 100,200,...] [--reg-rates 200,400,...] [--secs 10] [--hold-ms 1000]
 //!     [--mem-calls 2000] [--mem-rate 200] [--kamailio-children 8]
 //! ```
 //!
 //! `kamailio-dlg` is the same Kamailio with the dialog module tracking every call (closer to
-//! the per-call state a B2BUA keeps); the ratios are taken against plain `kamailio`.
+//! the per-call state a B2BUA keeps); `kamailio-rtpengine` is Kamailio with rtpengine (Debian's,
+//! userspace) anchoring every call's media, as voxgate does — the pairing DESIGN.md names as
+//! the SIP peer; its CPU and memory are counted with Kamailio's. The ratios are taken against
+//! plain `kamailio` and, when it ran, against `kamailio-rtpengine`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -69,6 +72,9 @@ struct Args {
     long_secs: u32,
 }
 
+/// The servers the bench knows.
+const SERVERS: [&str; 4] = ["voxgate", "kamailio", "kamailio-dlg", "kamailio-rtpengine"];
+
 fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>>
 where
     T::Err: std::error::Error + Send + Sync + 'static,
@@ -78,7 +84,7 @@ where
 
 fn parse_args(args: &[String]) -> Result<Args> {
     let mut a = Args {
-        servers: vec!["voxgate".into(), "kamailio".into(), "kamailio-dlg".into()],
+        servers: SERVERS.iter().map(|s| s.to_string()).collect(),
         cps_rates: vec![
             100, 200, 300, 400, 500, 600, 800, 1000, 1200, 1500, 2000, 2500, 3000,
         ],
@@ -110,8 +116,8 @@ fn parse_args(args: &[String]) -> Result<Args> {
         }
     }
     for s in &a.servers {
-        if !["voxgate", "kamailio", "kamailio-dlg"].contains(&s.as_str()) {
-            bail!("unknown server {s:?}: voxgate, kamailio or kamailio-dlg");
+        if !SERVERS.contains(&s.as_str()) {
+            bail!("unknown server {s:?}: one of {}", SERVERS.join(", "));
         }
     }
     for p in &a.phases {
@@ -149,6 +155,8 @@ struct Server {
     /// voxgate's control socket.
     socket: Option<PathBuf>,
     log: PathBuf,
+    /// rtpengine, for `kamailio-rtpengine`: counted with the server (CPU, memory).
+    media: Option<LabProcess>,
 }
 
 fn voxgate_cli(socket: &Path, args: &[&str]) -> Result<Value> {
@@ -234,7 +242,62 @@ fn start_voxgate(lab: &Lab, dir: &Path) -> Result<Server> {
         dir: dir.to_path_buf(),
         socket: Some(socket),
         log,
+        media: None,
     })
+}
+
+/// rtpengine's ng control address in the box (tests/bench/kamailio/kamailio.cfg's
+/// `rtpengine_sock`).
+const RTPENGINE_NG: &str = "127.0.0.1:2223";
+
+/// Starts rtpengine in the box for `kamailio-rtpengine`, like the media bench's: userspace
+/// forwarding, interfaces `lan` and `wan` on voxgate's addresses, each with as many ports as
+/// voxgate's bench ranges give a side, and a deleted call's ports kept as long as voxgate's
+/// quarantine (`--delete-delay`, 30 s by default). Returns once it answers an ng ping.
+fn start_rtpengine(lab: &Lab, dir: &Path) -> Result<LabProcess> {
+    let (quarantine, _) = voxgate_port_pool();
+    let log = dir.join("rtpengine.log");
+    let mut cmd = lab.command(Node::Box, "rtpengine");
+    cmd.args([
+        "--config-file=none",
+        "--foreground",
+        "--table=-1",
+        "--interface=lan/10.100.0.1",
+        "--interface=wan/10.200.0.2",
+        &format!("--listen-ng={RTPENGINE_NG}"),
+        "--port-min=6000",
+        "--port-max=35999",
+        &format!("--delete-delay={}", quarantine.as_secs()),
+        "--tos=184",
+        "--log-stderr",
+        "--log-level=4",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log)?);
+    let mut process = lab.spawn(Node::Box, cmd)?;
+    let ng = lab.in_netns(Node::Box, || std::net::UdpSocket::bind("127.0.0.1:0"))??;
+    ng.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let t0 = Instant::now();
+    loop {
+        // bencode: a cookie, then {"command": "ping"}.
+        ng.send_to(b"bench d7:command4:pinge", RTPENGINE_NG)?;
+        let mut buf = [0u8; 256];
+        if let Ok(n) = ng.recv(&mut buf) {
+            if buf[..n].windows(4).any(|w| w == b"pong") {
+                return Ok(process);
+            }
+        }
+        if let Some(st) = process.wait_timeout(Duration::ZERO)? {
+            bail!(
+                "rtpengine exited at start ({st}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            bail!("rtpengine did not answer ng pings within 10 s");
+        }
+    }
 }
 
 fn start_kamailio(lab: &Lab, dir: &Path, name: &str, children: u32) -> Result<Server> {
@@ -244,11 +307,22 @@ fn start_kamailio(lab: &Lab, dir: &Path, name: &str, children: u32) -> Result<Se
     } else {
         "# without the dialog module"
     };
+    let media = if name == "kamailio-rtpengine" {
+        Some(start_rtpengine(lab, dir)?)
+    } else {
+        None
+    };
+    let rtpengine = if media.is_some() {
+        "#!define WITH_RTPENGINE"
+    } else {
+        "# without rtpengine"
+    };
     std::fs::write(
         &cfg,
         KAMAILIO_CFG
             .replace("@CHILDREN@", &children.to_string())
-            .replace("@DIALOG@", dialog),
+            .replace("@DIALOG@", dialog)
+            .replace("@RTPENGINE@", rtpengine),
     )?;
     let run = dir.join("run");
     std::fs::create_dir_all(&run)?;
@@ -300,6 +374,7 @@ fn start_kamailio(lab: &Lab, dir: &Path, name: &str, children: u32) -> Result<Se
         dir: dir.to_path_buf(),
         socket: None,
         log,
+        media,
     })
 }
 
@@ -363,9 +438,14 @@ fn cpu_secs(pid: u32) -> f64 {
 }
 
 impl Server {
-    /// The server's processes (`ip netns exec` execs the server, so the spawned pid is it).
+    /// The server's processes (`ip netns exec` execs the server, so the spawned pid is it),
+    /// rtpengine's included.
     fn pids(&self) -> Vec<u32> {
-        process_tree(self.process.pid())
+        let mut pids = process_tree(self.process.pid());
+        if let Some(m) = &self.media {
+            pids.extend(process_tree(m.pid()));
+        }
+        pids
     }
     /// Proportional set size summed over the server's processes (shared memory counted once).
     fn pss(&self) -> u64 {
@@ -1045,6 +1125,9 @@ fn bench(a: &Args) -> Result<()> {
     if a.servers.iter().any(|s| s.starts_with("kamailio")) {
         require_tool("kamailio", "-v", "kamailio")?;
     }
+    if a.servers.iter().any(|s| s == "kamailio-rtpengine") {
+        require_tool("rtpengine", "--version", "rtpengine-daemon")?;
+    }
     let root = tempfile::Builder::new()
         .prefix("sip-bench-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))?
@@ -1082,7 +1165,9 @@ fn bench(a: &Args) -> Result<()> {
     );
     println!(
         "kamailio: transaction-stateful proxy (tm, rr, nathelper, registrar+usrloc in memory, {} children per socket, -m 1024 -M 8), \
-         without rtpengine/rtpproxy (SDP passes untouched), no firewall in the box; kamailio-dlg adds the dialog module",
+         without rtpengine/rtpproxy (SDP passes untouched), no firewall in the box; kamailio-dlg adds the dialog module; \
+         kamailio-rtpengine adds rtpengine (userspace, ng over UDP, the same port pool and quarantine as voxgate's) anchoring every call's media, \
+         its CPU and memory counted with Kamailio's",
         a.kamailio_children
     );
     println!(
@@ -1120,7 +1205,11 @@ fn bench(a: &Args) -> Result<()> {
 fn print_table(a: &Args, results: &[(String, Outcome)]) {
     let get = |n: &str| results.iter().find(|r| r.0 == n).map(|r| &r.1);
     let v = get("voxgate");
-    let k = get("kamailio");
+    // Ratios against plain Kamailio and, when it ran, Kamailio with rtpengine.
+    let peers: Vec<(&str, &Outcome)> = ["kamailio", "kamailio-rtpengine"]
+        .into_iter()
+        .filter_map(|n| Some((n, get(n)?)))
+        .collect();
     let names: Vec<&str> = results.iter().map(|r| r.0.as_str()).collect();
     // Latency and CPU compared at the highest rate every server sustained.
     let common_rate = a
@@ -1187,28 +1276,36 @@ fn print_table(a: &Args, results: &[(String, Outcome)]) {
     ];
     let mut t = String::new();
     let _ = write!(t, "\n{:<46}", "metric");
+    let width = |n: &str| n.len().max(13);
     for n in &names {
-        let _ = write!(t, " {n:>13}");
+        let _ = write!(t, " {n:>w$}", w = width(n));
     }
-    let _ = writeln!(t, " {:>17}  ", "voxgate/kamailio");
+    for (p, _) in &peers {
+        let _ = write!(t, " {:>w$}", format!("voxgate/{p}"), w = p.len() + 8);
+    }
+    let _ = writeln!(t);
     for (label, f, better) in &metrics {
         let _ = write!(t, "{label:<46}");
-        for (_, o) in results {
+        for (n, o) in results {
+            let w = width(n);
             let _ = match f(o) {
-                Some(x) if x.abs() >= 100.0 => write!(t, " {x:>13.0}"),
-                Some(x) => write!(t, " {x:>13.2}"),
-                None => write!(t, " {:>13}", "-"),
+                Some(x) if x.abs() >= 100.0 => write!(t, " {x:>w$.0}"),
+                Some(x) => write!(t, " {x:>w$.2}"),
+                None => write!(t, " {:>w$}", "-"),
             };
         }
-        let ratio = match (v.and_then(f), k.and_then(f)) {
-            (Some(x), Some(y)) if y != 0.0 => format!("{:.2}", x / y),
-            _ => "-".into(),
-        };
-        let _ = writeln!(t, " {ratio:>17}  ({better})");
+        for (p, k) in &peers {
+            let ratio = match (v.and_then(f), f(k)) {
+                (Some(x), Some(y)) if y != 0.0 => format!("{:.2}", x / y),
+                _ => "-".into(),
+            };
+            let _ = write!(t, " {ratio:>w$}", w = p.len() + 8);
+        }
+        let _ = writeln!(t, "  ({better})");
     }
     let _ = writeln!(
         t,
-        "({} cores shared by server and sipps; Kamailio without rtpengine, voxgate with its media relay anchoring each call)",
+        "({} cores shared by server and sipps; kamailio without media anchoring, kamailio-rtpengine and voxgate anchoring each call's media)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     print!("{t}");
