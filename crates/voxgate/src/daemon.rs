@@ -32,8 +32,9 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    // Flushes the log writer's queue when `voxgate run` returns.
-    let _logs = init_logging(args.log_format, loaded.config.management.log_level.as_str());
+    // Writes the pending log lines when `voxgate run` returns.
+    let _logs = init_logging(args.log_format, loaded.config.management.log_level.as_str())
+        .context("starting the log writer")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("voxgate")
@@ -54,19 +55,15 @@ fn load(args: &RunArgs) -> Result<Loaded, config::Errors> {
     Ok(l)
 }
 
-/// Logs go to stderr (the journal) through a writer thread: measured under SIP load (the
-/// Kamailio benchmark, `perf`), writing each line from the service tasks cost a tenth of the
-/// daemon's CPU on the thread that also moves SIP. Under overload, lines beyond the queue
-/// (128 000) are dropped rather than stalling signalling. The thread writes what is queued
-/// through a buffer and flushes when the queue is empty (tracing-appender's worker does), so
-/// a burst costs one write(2), not one per line (per line it was a tenth of the CPU again).
-fn init_logging(format: LogFormat, level: &str) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to stderr (the journal) through the writer thread of the `logs` crate: services
+/// only append the formatted line to memory (measured under SIP load, `perf`: writing each
+/// line from the service's thread cost a tenth of the daemon's CPU, and waking a writer
+/// thread per line, as tracing-appender does, 7 %). Under overload lines are dropped and
+/// counted rather than stalling signalling.
+fn init_logging(format: LogFormat, level: &str) -> std::io::Result<logs::Guard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let (writer, guard) = tracing_appender::non_blocking(std::io::BufWriter::with_capacity(
-        64 * 1024,
-        std::io::stderr(),
-    ));
+    let (writer, guard) = logs::writer(std::io::stderr())?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -75,7 +72,7 @@ fn init_logging(format: LogFormat, level: &str) -> tracing_appender::non_blockin
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
-    guard
+    Ok(guard)
 }
 
 /// How often memory freed by the services goes back to the system.
