@@ -990,9 +990,16 @@ fn call_phase(lab: &Lab, s: &mut Server, a: &Args, out: &mut Outcome) -> Result<
         }
         out.cps = Some(r);
     }
-    // The best rate held for longer (then lower ones, down to a quarter of it).
-    if let Some(best) = out.cps.as_ref().map(|r| r.rate).filter(|_| a.long_secs > 0) {
-        for rate in [best, best / 2, best / 4].into_iter().filter(|r| *r > 0) {
+    // The best rate held for longer, then the ramp's next lower ones (three at most).
+    if a.long_secs > 0 {
+        let mut rates: Vec<u32> = out
+            .cps_steps
+            .iter()
+            .filter(|s| s.passes())
+            .map(|s| s.rate)
+            .collect();
+        rates.sort_unstable_by(|x, y| y.cmp(x));
+        for rate in rates.into_iter().take(3) {
             std::thread::sleep(gap);
             let r = step(
                 lab,
