@@ -246,6 +246,9 @@ fn start_voxgate(lab: &Lab, dir: &Path) -> Result<Server> {
     })
 }
 
+/// How long voxgate's media relay and rtpengine keep a call without media (both defaults).
+const MEDIA_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// rtpengine's ng control address in the box (tests/bench/kamailio/kamailio.cfg's
 /// `rtpengine_sock`).
 const RTPENGINE_NG: &str = "127.0.0.1:2223";
@@ -268,6 +271,7 @@ fn start_rtpengine(lab: &Lab, dir: &Path) -> Result<LabProcess> {
         "--port-min=6000",
         "--port-max=35999",
         &format!("--delete-delay={}", quarantine.as_secs()),
+        &format!("--timeout={}", MEDIA_TIMEOUT.as_secs()),
         "--tos=184",
         "--log-stderr",
         "--log-level=4",
@@ -1000,7 +1004,15 @@ fn call_phase(lab: &Lab, s: &mut Server, a: &Args, out: &mut Outcome) -> Result<
             .collect();
         rates.sort_unstable_by(|x, y| y.cmp(x));
         for rate in rates.into_iter().take(3) {
-            std::thread::sleep(gap);
+            // Calls that failed (their BYE lost) keep media ports until the relay's no-media
+            // timeout (60 s in voxgate's and rtpengine's defaults): a run after a failed one
+            // starts once they are gone.
+            let failed = out.cps_steps.iter().chain(&out.long_steps).last();
+            if failed.is_some_and(|s| s.failed > 0) {
+                std::thread::sleep(MEDIA_TIMEOUT + Duration::from_secs(5));
+            } else {
+                std::thread::sleep(gap);
+            }
             let r = step(
                 lab,
                 s,
