@@ -9,8 +9,11 @@
 //! valgrind --tool=callgrind target/release/deps/core-* 2000
 //! ```
 //!
-//! Prints wall time per call and calls per second of one core.
+//! Prints wall time per call and calls per second of one core, then heap bytes per call held
+//! (a counting allocator: live bytes, not what the allocator keeps from the system).
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sip::b2bua::{B2bua, MediaControl, Settings, Transport};
@@ -19,6 +22,34 @@ use sip::transaction::Side;
 #[path = "../tests/common/mod.rs"]
 mod common;
 use common::{header, phone, provider};
+
+/// The system allocator, counting the bytes allocated and not yet freed.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is passed to the system allocator unchanged; only counted.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        System.realloc(p, l, new)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
 
 /// The provider's answer to `req` (a sipp UAS's shape: its tag, its Contact).
 fn answer(req: &str, status: &str, body: &str) -> Vec<u8> {
@@ -61,8 +92,35 @@ fn drain(b: &mut B2bua) -> (Vec<String>, Vec<String>) {
     out
 }
 
+/// A call set up: the phone's in-dialog request builder's parts.
+struct Up {
+    n: u64,
+    call_id: String,
+    box_to: String,
+    contact: String,
+}
+
+impl Up {
+    /// The phone's in-dialog request.
+    fn request(&self, method: &str, cseq: u32, branch: &str) -> String {
+        let Up {
+            n,
+            call_id,
+            box_to,
+            contact,
+        } = self;
+        format!("{method} {contact} SIP/2.0\r\nVia: SIP/2.0/UDP 10.100.0.50:5070;branch=z9hG4bK-{n}-{branch};rport\r\nFrom: \"Reception\" <sip:1001@10.100.0.50:5070>;tag={n}\r\nTo: {box_to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+    }
+}
+
 /// One call; returns the number of datagrams the box sent.
 fn call(b: &mut B2bua, now: Instant, n: u64) -> usize {
+    let (up, sent) = set_up(b, now, n);
+    sent + hang_up(b, now, &up)
+}
+
+/// A call up to the phone's ACK; returns it and the number of datagrams the box sent.
+fn set_up(b: &mut B2bua, now: Instant, n: u64) -> (Up, usize) {
     let call_id = format!("{n}-4242@10.100.0.50");
     let invite = format!(
         "INVITE sip:01632960123@198.51.100.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.100.0.50:5070;branch=z9hG4bK-{n}-1;rport\r\nFrom: \"Reception\" <sip:1001@10.100.0.50:5070>;tag={n}\r\nTo: <sip:01632960123@198.51.100.10>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:1001@10.100.0.50:5070>\r\nMax-Forwards: 70\r\nUser-Agent: Yealink SIP-T46U 108.86.0.45\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, REFER, NOTIFY, INFO, UPDATE, PRACK\r\nSupported: replaces, timer\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
@@ -78,17 +136,25 @@ fn call(b: &mut B2bua, now: Instant, n: u64) -> usize {
     let (down, ack) = drain(b);
     out += down.len() + ack.len();
     let ok = down.last().expect("200 to the phone");
-    let box_to = header(ok, "To");
-    let contact = header(ok, "Contact")
-        .trim_start_matches('<')
-        .trim_end_matches('>');
-    let in_dialog = |method: &str, cseq: u32, branch: &str| {
-        format!("{method} {contact} SIP/2.0\r\nVia: SIP/2.0/UDP 10.100.0.50:5070;branch=z9hG4bK-{n}-{branch};rport\r\nFrom: \"Reception\" <sip:1001@10.100.0.50:5070>;tag={n}\r\nTo: {box_to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+    let up = Up {
+        n,
+        call_id,
+        box_to: header(ok, "To").to_string(),
+        contact: header(ok, "Contact")
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_string(),
     };
-    b.receive(now, in_dialog("ACK", 1, "2").as_bytes(), phone());
-    b.receive(now, in_dialog("BYE", 2, "3").as_bytes(), phone());
+    b.receive(now, up.request("ACK", 1, "2").as_bytes(), phone());
+    let (down, ack) = drain(b);
+    (up, out + down.len() + ack.len())
+}
+
+/// The phone's BYE and the provider's 200; returns the number of datagrams the box sent.
+fn hang_up(b: &mut B2bua, now: Instant, call: &Up) -> usize {
+    b.receive(now, call.request("BYE", 2, "3").as_bytes(), phone());
     let (down, mut up) = drain(b);
-    out += down.len() + up.len();
+    let out = down.len() + up.len();
     let bye = up.pop().expect("BYE upstream");
     b.receive(now, &answer(&bye, "200 OK", ""), provider());
     let (down, up) = drain(b);
@@ -135,5 +201,50 @@ fn main() {
     println!(
         "{calls} calls through the B2BUA core: {per_call:?} per call, {:.0} calls/s on one core (13 datagrams each)",
         calls as f64 / took.as_secs_f64()
+    );
+    // The first time the B2BUA's maps grow to 2000 calls (capacity they keep, as a high
+    // water mark); the second time they have the room.
+    held(&mut b, now, "first 2000 calls held");
+    held(
+        &mut b,
+        now + Duration::from_secs(200),
+        "2000 calls held again",
+    );
+}
+
+/// Heap bytes per call held: 2000 calls set up (with their transactions, as right after the
+/// ACK), then once the transactions are over (33 s later), then after the hang-ups and their
+/// transactions.
+fn held(b: &mut B2bua, mut now: Instant, what: &str) {
+    const HELD: u64 = 2000;
+    let per = |from: isize| (live() - from) as f64 / HELD as f64;
+    let tick = |b: &mut B2bua, now: Instant| {
+        b.handle_timeout(now);
+        while b.poll_transmit().is_some() {}
+    };
+    now += Duration::from_secs(40);
+    tick(b, now);
+    let idle = live();
+    let calls: Vec<Up> = (0..HELD).map(|i| set_up(b, now, 1_000_000 + i).0).collect();
+    // The bench's own record of the calls is not the box's.
+    let ours = (calls.capacity() * std::mem::size_of::<Up>()
+        + calls
+            .iter()
+            .map(|c| c.call_id.capacity() + c.box_to.capacity() + c.contact.capacity())
+            .sum::<usize>()) as isize;
+    let setting_up = per(idle + ours);
+    now += Duration::from_secs(33);
+    tick(b, now);
+    let up = per(idle + ours);
+    for c in &calls {
+        hang_up(b, now, c);
+    }
+    drop(calls);
+    now += Duration::from_secs(33);
+    tick(b, now);
+    println!(
+        "{what}: heap per call {setting_up:.0} B with their transactions, {up:.0} B once the \
+         transactions are over; {:.0} B per call left after the hang-ups",
+        per(idle)
     );
 }
