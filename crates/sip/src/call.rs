@@ -1277,7 +1277,11 @@ impl B2bua {
             200..=299 => {
                 c.state = State::Confirmed;
                 c.answered = Some(now);
+                // Needed only before the answer (CANCEL, a re-sent INVITE, a 2xx after a
+                // 183): not kept for the whole call.
                 c.caller_invite = None;
+                c.invite = None;
+                c.early_answer = None;
                 let leg = c.callee.clone();
                 let cseq = msg.cseq().map(|x| x.cseq).unwrap_or(leg.cseq);
                 if let Some(ack) = in_dialog(addrs, "ACK", &leg, cseq, &[]) {
