@@ -9,8 +9,9 @@
 //! valgrind --tool=callgrind target/release/deps/core-* 2000
 //! ```
 //!
-//! Prints wall time per call and calls per second of one core, then heap bytes per call held
-//! (a counting allocator: live bytes, not what the allocator keeps from the system).
+//! Prints wall time per call and calls per second of one core, then heap bytes per call and
+//! per registration held (a counting allocator: live bytes, not what the allocator keeps from
+//! the system).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -209,6 +210,60 @@ fn main() {
         &mut b,
         now + Duration::from_secs(200),
         "2000 calls held again",
+    );
+    registrations(&mut b, now + Duration::from_secs(400));
+}
+
+/// One phone's registration relayed and answered (the SIP benchmark's REGISTER, user `n`).
+fn register(b: &mut B2bua, now: Instant, n: u64) {
+    let reg = format!(
+        "REGISTER sip:198.51.100.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.100.0.50:5070;branch=z9hG4bK-r{n};rport\r\nFrom: <sip:{n}@198.51.100.10>;tag=r{n}\r\nTo: <sip:{n}@198.51.100.10>\r\nCall-ID: reg-{n}@10.100.0.50\r\nCSeq: 1 REGISTER\r\nContact: <sip:{n}@10.100.0.50:5070>\r\nExpires: 3600\r\nMax-Forwards: 70\r\nUser-Agent: voxgate-bench-phone\r\nContent-Length: 0\r\n\r\n"
+    );
+    b.receive(now, reg.as_bytes(), phone());
+    let (_, mut up) = drain(b);
+    let up = up.pop().expect("REGISTER upstream");
+    let contact = header(&up, "Contact").to_string();
+    b.receive(
+        now,
+        &common::answer(
+            &up,
+            "200 OK",
+            "rg",
+            &format!("Contact: {contact};expires=3600\r\n"),
+            "",
+        ),
+        provider(),
+    );
+    let (down, _) = drain(b);
+    assert!(
+        down.iter().any(|m| m.starts_with("SIP/2.0 200")),
+        "200 to the phone"
+    );
+}
+
+/// Heap bytes per registration held (20 000 phones): right after, with their transactions,
+/// and once those are over.
+fn registrations(b: &mut B2bua, mut now: Instant) {
+    const HELD: u64 = 20_000;
+    let idle = live();
+    for n in 0..HELD {
+        register(b, now, 5_000_000 + n);
+    }
+    let per = || (live() - idle) as f64 / HELD as f64;
+    let with_tx = per();
+    // The upstream REGISTERs' client transactions end after Timer K (5 s), the phones'
+    // server transactions after Timer J (32 s).
+    now += Duration::from_secs(6);
+    b.handle_timeout(now);
+    while b.poll_transmit().is_some() {}
+    let server_tx = per();
+    now += Duration::from_secs(27);
+    b.handle_timeout(now);
+    while b.poll_transmit().is_some() {}
+    println!(
+        "{HELD} registrations held: heap per registration {with_tx:.0} B with their transactions, \
+         {server_tx:.0} B with the phones' only (6 s later), {:.0} B once all are over",
+        per()
     );
 }
 
