@@ -107,7 +107,15 @@ enum ClientState {
 
 struct Client {
     invite: bool,
-    request: Message,
+    /// The request as sent, for retransmissions over UDP until a response ends them (empty
+    /// after that, and over TCP).
+    bytes: Vec<u8>,
+    /// An INVITE's request, for the ACK of a non-2xx final response (dropped after that).
+    /// Other requests keep only their bytes: a parsed message was 2.2 KB of heap per REGISTER
+    /// relayed, kept for Timer K after its answer (the core bench's registrations held).
+    invite_request: Option<Message>,
+    /// Its entry in `client_keys`, removed with it.
+    key: Option<(String, String)>,
     peer: Peer,
     state: ClientState,
     /// Next retransmission and its interval (Timer A / E).
@@ -288,14 +296,23 @@ impl Transactions {
         let id = ClientTx(self.id());
         let invite = msg.method() == Some(&Method::INVITE);
         let bytes = msg.to_bytes();
-        if let (Some((branch, _)), Some(m)) = (branch_of(&msg), msg.method()) {
-            self.client_keys.insert((branch, method_key(m)), id);
+        let key = branch_of(&msg)
+            .zip(msg.method())
+            .map(|((branch, _), m)| (branch, method_key(m)));
+        if let Some(k) = &key {
+            self.client_keys.insert(k.clone(), id);
         }
         self.clients.insert(
             id,
             Client {
                 invite,
-                request: msg,
+                bytes: if peer.reliable {
+                    Vec::new()
+                } else {
+                    bytes.clone()
+                },
+                invite_request: invite.then_some(msg),
+                key,
                 peer,
                 state: ClientState::Calling,
                 retransmit: (!peer.reliable).then_some((now + T1, T1)),
@@ -447,6 +464,7 @@ impl Transactions {
                 c.state = ClientState::Proceeding;
                 if c.invite {
                     c.retransmit = None; // Timer A stops on any provisional
+                    c.bytes = Vec::new();
                 } else if let Some((_, _)) = c.retransmit {
                     c.retransmit = Some((now + T2, T2));
                 }
@@ -460,8 +478,9 @@ impl Transactions {
             (ClientState::Calling | ClientState::Proceeding, _) => {
                 c.state = ClientState::Completed;
                 c.retransmit = None;
-                if c.invite {
-                    let ack = ack_for(&c.request, &msg).to_bytes();
+                c.bytes = Vec::new();
+                if let Some(request) = c.invite_request.take() {
+                    let ack = ack_for(&request, &msg).to_bytes();
                     self.out.push_back(Output::Transmit {
                         to: c.peer,
                         bytes: ack.clone(),
@@ -492,10 +511,8 @@ impl Transactions {
     }
 
     fn remove_client(&mut self, tx: ClientTx) {
-        if let Some(c) = self.clients.remove(&tx) {
-            if let (Some((b, _)), Some(m)) = (branch_of(&c.request), c.request.method()) {
-                self.client_keys.remove(&(b, method_key(m)));
-            }
+        if let Some(k) = self.clients.remove(&tx).and_then(|c| c.key) {
+            self.client_keys.remove(&k);
         }
     }
 
@@ -550,7 +567,7 @@ impl Transactions {
             if now >= at {
                 self.out.push_back(Output::Transmit {
                     to: c.peer,
-                    bytes: c.request.to_bytes(),
+                    bytes: c.bytes.clone(),
                 });
                 let next = if c.invite {
                     interval * 2

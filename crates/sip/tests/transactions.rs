@@ -92,6 +92,29 @@ fn non_invite_client_retransmits_then_times_out() {
 }
 
 #[test]
+fn retransmissions_repeat_the_request_byte_for_byte() {
+    let t0 = Instant::now();
+    let mut t = Transactions::new();
+    for (method, branch) in [("OPTIONS", "z9hG4bK7"), ("INVITE", "z9hG4bK8")] {
+        t.request(t0, req(method, branch), peer());
+        let first = drain(&mut t);
+        let [Output::Transmit { bytes: first, .. }] = first.as_slice() else {
+            panic!("one transmit: {first:?}");
+        };
+        t.handle_timeout(t0 + ms(500));
+        let again = drain(&mut t);
+        let [Output::Transmit { bytes: again, .. }] = again.as_slice() else {
+            panic!("one retransmission: {again:?}");
+        };
+        assert_eq!(
+            String::from_utf8_lossy(again),
+            String::from_utf8_lossy(first)
+        );
+        assert!(String::from_utf8_lossy(first).starts_with(method));
+    }
+}
+
+#[test]
 fn non_invite_client_final_response_stops_retransmission() {
     let t0 = Instant::now();
     let mut t = Transactions::new();
