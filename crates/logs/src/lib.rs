@@ -105,7 +105,8 @@ fn write_batches(shared: &Shared, mut out: impl Write) {
         }
         std::mem::swap(&mut st.pending, &mut batch);
         let dropped = std::mem::take(&mut st.dropped);
-        let closing = st.closing && st.pending.is_empty();
+        // What was pending is in `batch` now (and `pending` the empty buffer it swapped for).
+        let closing = st.closing;
         drop(st);
         if dropped > 0 {
             // After the lines that were kept: they were written before the loss.
