@@ -192,8 +192,7 @@ fn main() {
         now += Duration::from_millis(1);
         datagrams += call(&mut b, now, n);
         if n % 1000 == 999 {
-            b.handle_timeout(now);
-            while b.poll_transmit().is_some() {}
+            tick(&mut b, now);
         }
     }
     let took = start.elapsed();
@@ -212,6 +211,12 @@ fn main() {
         "2000 calls held again",
     );
     registrations(&mut b, now + Duration::from_secs(400));
+}
+
+/// Runs the core's timers at `now`, dropping what they send.
+fn tick(b: &mut B2bua, now: Instant) {
+    b.handle_timeout(now);
+    while b.poll_transmit().is_some() {}
 }
 
 /// One phone's registration relayed and answered (the SIP benchmark's REGISTER, user `n`).
@@ -254,12 +259,10 @@ fn registrations(b: &mut B2bua, mut now: Instant) {
     // The upstream REGISTERs' client transactions end after Timer K (5 s), the phones'
     // server transactions after Timer J (32 s).
     now += Duration::from_secs(6);
-    b.handle_timeout(now);
-    while b.poll_transmit().is_some() {}
+    tick(b, now);
     let server_tx = per();
     now += Duration::from_secs(27);
-    b.handle_timeout(now);
-    while b.poll_transmit().is_some() {}
+    tick(b, now);
     println!(
         "{HELD} registrations held: heap per registration {with_tx:.0} B with their transactions, \
          {server_tx:.0} B with the phones' only (6 s later), {:.0} B once all are over",
@@ -273,10 +276,6 @@ fn registrations(b: &mut B2bua, mut now: Instant) {
 fn held(b: &mut B2bua, mut now: Instant, what: &str) {
     const HELD: u64 = 2000;
     let per = |from: isize| (live() - from) as f64 / HELD as f64;
-    let tick = |b: &mut B2bua, now: Instant| {
-        b.handle_timeout(now);
-        while b.poll_transmit().is_some() {}
-    };
     now += Duration::from_secs(40);
     tick(b, now);
     let idle = live();
