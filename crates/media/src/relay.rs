@@ -264,6 +264,11 @@ impl Relay {
         self.calls.len()
     }
 
+    /// How many streams the port ranges hold at once: one pair on each side per stream.
+    pub fn stream_capacity(&self) -> usize {
+        self.ports[0].capacity().min(self.ports[1].capacity())
+    }
+
     /// Port pairs allocated on `side`.
     pub fn ports_in_use(&self, side: Side) -> usize {
         self.ports[side as usize].allocated()

@@ -29,7 +29,7 @@ const KERNEL_SYNC_LIMIT: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(500);
 
 /// A stream's sockets: `[side][socket]`.
-type Sockets = [[Arc<UdpSocket>; 2]; 2];
+type Sockets = [[UdpSocket; 2]; 2];
 
 /// The task of one stream, aborted (closing its sockets) when dropped.
 struct Task(JoinHandle<()>);
@@ -387,6 +387,7 @@ impl MediaHandle {
         }
         let mut relay = Relay::new(settings)?;
         relay.set_public_address(*lock_plain(&self.inner.public_address));
+        ensure_open_files(relay.stream_capacity());
         let workers = (0..relay.settings().threads.max(1))
             .map(Worker::spawn)
             .collect::<io::Result<Vec<_>>>()
@@ -515,25 +516,10 @@ impl MediaHandle {
         for o in out.opened {
             let id = lock(&o.stream).id();
             let worker = &r.workers[id as usize % r.workers.len()];
-            // Registered with the reactor of the worker whose tasks will use them.
-            let _rt = worker.runtime.enter();
-            let [lan, wan] = o.sockets;
-            let registered: io::Result<Vec<Arc<UdpSocket>>> = lan
-                .into_iter()
-                .chain(wan)
-                .map(|s| UdpSocket::from_std(s).map(Arc::new))
-                .collect();
-            let s = match registered {
-                Ok(s) => s,
-                Err(e) => {
-                    // Only when the kernel refuses more epoll watches: the stream stays
-                    // silent and the call ends by its timeout, freeing the ports.
-                    tracing::error!(call_id, error = %e, "cannot register media sockets");
-                    continue;
-                }
-            };
-            let sockets: Sockets = [[s[0].clone(), s[1].clone()], [s[2].clone(), s[3].clone()]];
-            let task = worker.runtime.spawn(pump(o.stream, sockets));
+            // The sockets are registered with the reactor by the task, on the worker whose
+            // tasks use them: epoll_ctl then costs the media thread, not the caller's (the
+            // SIP thread; measured with perf under the SIP benchmark: a sixth of its time).
+            let task = worker.runtime.spawn(pump(o.stream, o.sockets));
             r.tasks.insert(id, Task(task));
         }
         // A hold or a new address takes streams out of the kernel at once.
@@ -593,6 +579,29 @@ impl MediaHandle {
         r.take_kernel_reports(now);
         r.finish_released(now);
         r.relay.snapshot(now)
+    }
+}
+
+/// Descriptors the daemon needs besides media sockets (SIP over TCP and TLS, DHCP, control
+/// connections, logs, netlink).
+const OTHER_FILES: u64 = 1024;
+
+/// Raises the soft limit on open files to what a full port pool needs (four sockets a
+/// stream), as far as the hard limit allows, and says so when the pool cannot be used whole:
+/// once the limit is reached, offers are refused ("Too many open files") while ports are free.
+/// Under voxgate.service the limit is LimitNOFILE; started by hand, often a soft 1024.
+fn ensure_open_files(streams: usize) {
+    let wanted = streams as u64 * 4 + OTHER_FILES;
+    match sys::raise_open_files(wanted) {
+        Ok(limit) if limit < wanted => tracing::warn!(
+            limit,
+            wanted,
+            streams_at_once = limit.saturating_sub(OTHER_FILES) / 4,
+            port_pool_streams = streams,
+            "the open files limit is below what the media port ranges need: fewer calls' media at once than the ranges hold (raise LimitNOFILE, or narrow media.lan_ports/wan_ports)"
+        ),
+        Ok(limit) => tracing::debug!(limit, wanted, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open files limit"),
     }
 }
 
@@ -656,7 +665,16 @@ thread_local! {
 /// `recvmmsg` batches of 8 with the readiness cleared on a short batch cost 13.3-13.6 µs
 /// of relay CPU per packet against 10.9-11.4 µs for this loop, since at 50 packets/s per
 /// socket a batch almost never holds more than one.
-async fn pump(stream: SharedStream, sockets: Sockets) {
+async fn pump(stream: SharedStream, sockets: [[std::net::UdpSocket; 2]; 2]) {
+    let sockets = match register(sockets) {
+        Ok(s) => s,
+        Err(e) => {
+            // Only when the kernel refuses more epoll watches: the stream stays silent and
+            // its call ends by the media timeout, freeing the ports.
+            tracing::error!(stream = lock(&stream).id(), error = %e, "cannot register media sockets");
+            return;
+        }
+    };
     const ALL: [(Side, Socket); 4] = [
         (Side::Lan, Socket::Rtp),
         (Side::Lan, Socket::Rtcp),
@@ -700,6 +718,21 @@ async fn pump(stream: SharedStream, sockets: Sockets) {
             }
         }
     }
+}
+
+/// Registers a stream's sockets with the reactor of the runtime this runs on.
+fn register(sockets: [[std::net::UdpSocket; 2]; 2]) -> io::Result<Sockets> {
+    let [[lan_rtp, lan_rtcp], [wan_rtp, wan_rtcp]] = sockets;
+    Ok([
+        [
+            UdpSocket::from_std(lan_rtp)?,
+            UdpSocket::from_std(lan_rtcp)?,
+        ],
+        [
+            UdpSocket::from_std(wan_rtp)?,
+            UdpSocket::from_std(wan_rtcp)?,
+        ],
+    ])
 }
 
 /// Relays what is queued on a readable socket; false when the socket failed.

@@ -79,6 +79,50 @@ pub(crate) fn tos(s: &impl AsRawFd) -> io::Result<u8> {
     Ok(v as u8)
 }
 
+/// The process's limit on open files: `(soft, hard)`.
+pub(crate) fn open_files_limit() -> io::Result<(u64, u64)> {
+    prlimit_nofile(None)
+}
+
+/// Raises the soft limit on open files to `wanted`, capped by the hard limit (which only a
+/// privileged process may raise); never lowers it. Returns the soft limit now in force.
+///
+/// Uses prlimit64(2), not setrlimit(2): voxgate.service filters `@resources`, which holds
+/// setrlimit, while prlimit64 is in systemd's `@default` set.
+pub(crate) fn raise_open_files(wanted: u64) -> io::Result<u64> {
+    let (soft, hard) = open_files_limit()?;
+    let target = wanted.min(hard);
+    if target <= soft {
+        return Ok(soft);
+    }
+    prlimit_nofile(Some((target, hard)))?;
+    Ok(target)
+}
+
+/// Reads, or sets and reads back, RLIMIT_NOFILE of this process.
+fn prlimit_nofile(set: Option<(u64, u64)>) -> io::Result<(u64, u64)> {
+    let new = set.map(|(soft, hard)| libc::rlimit64 {
+        rlim_cur: soft,
+        rlim_max: hard,
+    });
+    let mut old = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let new_ptr = new
+        .as_ref()
+        .map_or(std::ptr::null(), |n| n as *const libc::rlimit64);
+    // SAFETY: prlimit64 on this process (pid 0) with pointers to rlimit64 values we own.
+    let rc = unsafe { libc::prlimit64(0, libc::RLIMIT_NOFILE, new_ptr, &mut old) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(match set {
+        Some(limits) => limits,
+        None => (old.rlim_cur, old.rlim_max),
+    })
+}
+
 /// The first IPv4 address of interface `device` in this network namespace, if any (e.g. the
 /// address a DHCP client gave the WAN).
 pub fn interface_ipv4(device: &str) -> Option<Ipv4Addr> {
@@ -131,5 +175,17 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
         assert_eq!(interface_ipv4("lo"), Some(Ipv4Addr::LOCALHOST));
         assert_eq!(interface_ipv4("nosuch0"), None);
+    }
+
+    #[test]
+    fn open_files_limit_is_raised_up_to_the_hard_limit_and_never_lowered() {
+        let (soft, hard) = open_files_limit().unwrap();
+        assert!(soft <= hard);
+        // Asking for less than the soft limit leaves it alone.
+        assert_eq!(raise_open_files(soft.saturating_sub(1)).unwrap(), soft);
+        assert_eq!(open_files_limit().unwrap(), (soft, hard));
+        // Asking for more than the hard limit gets the hard limit and no more.
+        assert_eq!(raise_open_files(hard.saturating_add(1)).unwrap(), hard);
+        assert_eq!(open_files_limit().unwrap(), (hard, hard));
     }
 }

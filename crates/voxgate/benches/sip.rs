@@ -200,7 +200,7 @@ fn start_voxgate(lab: &Lab, dir: &Path) -> Result<Server> {
     )?;
     let socket = dir.join("run/control.sock");
     let log = dir.join("daemon.log");
-    let mut cmd = lab.command(Node::Box, VOXGATE);
+    let mut cmd = server_command(lab, VOXGATE);
     cmd.arg("run")
         .arg("--config")
         .arg(&cfg)
@@ -266,7 +266,7 @@ const RTPENGINE_NG: &str = "127.0.0.1:2223";
 fn start_rtpengine(lab: &Lab, dir: &Path) -> Result<LabProcess> {
     let (quarantine, _) = voxgate_port_pool();
     let log = dir.join("rtpengine.log");
-    let mut cmd = lab.command(Node::Box, "rtpengine");
+    let mut cmd = server_command(lab, "rtpengine");
     cmd.args([
         "--config-file=none",
         "--foreground",
@@ -345,7 +345,7 @@ fn start_kamailio(lab: &Lab, dir: &Path, name: &str, children: u32) -> Result<Se
             String::from_utf8_lossy(&check.stderr)
         );
     }
-    let mut cmd = lab.command(Node::Box, "kamailio");
+    let mut cmd = server_command(lab, "kamailio");
     cmd.arg("-f")
         .arg(&cfg)
         .args(["-DD", "-E", "-m", "1024", "-M", "8"])
@@ -954,6 +954,38 @@ fn registration_phase(lab: &Lab, s: &mut Server, a: &Args, out: &mut Outcome) ->
 /// How long voxgate's media relay keeps a released port pair from reuse, and how many pairs
 /// its default port ranges hold (the smaller side): together they bound the calls per second
 /// it can keep up for longer than the quarantine.
+/// A server's command in the box, with the open files limit voxgate.service gives the
+/// daemon (`LimitNOFILE`), whichever server it is: the shell's may be lower (20000 on the
+/// build machines), which caps a media relay at a quarter of that many streams at once.
+fn server_command(lab: &Lab, program: &str) -> Command {
+    use std::os::unix::process::CommandExt as _;
+    let limit = unit_open_files();
+    let mut cmd = lab.command(Node::Box, program);
+    // SAFETY: only setrlimit(2) runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let l = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// `LimitNOFILE` of systemd/voxgate.service.
+fn unit_open_files() -> u64 {
+    let unit = include_str!("../../../systemd/voxgate.service");
+    unit.lines()
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("systemd/voxgate.service sets LimitNOFILE to a number")
+}
+
 fn voxgate_port_pool() -> (Duration, u64) {
     let loaded = config::load_str(
         Path::new("bench.yaml"),
@@ -1208,6 +1240,10 @@ fn bench(a: &Args) -> Result<()> {
         "rule: a rate is sustained with <= 0.1% calls failed or unfinished, retransmissions (both sipps) <= 1% of calls, and >= 90% of the rate reached; \
          {} s per rate; calls held {} ms; ramps stop at the first rate not sustained",
         a.secs, a.hold_ms
+    );
+    println!(
+        "every server runs with {} open files at most (voxgate.service's LimitNOFILE)",
+        unit_open_files()
     );
     let (quarantine, pairs) = voxgate_port_pool();
     println!(
