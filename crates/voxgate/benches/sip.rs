@@ -955,11 +955,12 @@ fn registration_phase(lab: &Lab, s: &mut Server, a: &Args, out: &mut Outcome) ->
 /// its default port ranges hold (the smaller side): together they bound the calls per second
 /// it can keep up for longer than the quarantine.
 /// A server's command in the box, with the open files limit voxgate.service gives the
-/// daemon (`LimitNOFILE`), whichever server it is: the shell's may be lower (20000 on the
-/// build machines), which caps a media relay at a quarter of that many streams at once.
+/// daemon (`LimitNOFILE`), whichever server it is, or the machine's hard limit if that is
+/// lower (20000 on the build machines, whose containers lack CAP_SYS_RESOURCE to raise it):
+/// a media relay holds four sockets a stream.
 fn server_command(lab: &Lab, program: &str) -> Command {
     use std::os::unix::process::CommandExt as _;
-    let limit = unit_open_files();
+    let limit = server_open_files();
     let mut cmd = lab.command(Node::Box, program);
     // SAFETY: only setrlimit(2) runs between fork and exec.
     unsafe {
@@ -977,13 +978,24 @@ fn server_command(lab: &Lab, program: &str) -> Command {
     cmd
 }
 
-/// `LimitNOFILE` of systemd/voxgate.service.
-fn unit_open_files() -> u64 {
+/// The open files limit the servers run with: `LimitNOFILE` of systemd/voxgate.service, or
+/// this process's hard limit if lower.
+fn server_open_files() -> u64 {
     let unit = include_str!("../../../systemd/voxgate.service");
-    unit.lines()
+    let wanted: u64 = unit
+        .lines()
         .find_map(|l| l.strip_prefix("LimitNOFILE="))
         .and_then(|v| v.trim().parse().ok())
-        .expect("systemd/voxgate.service sets LimitNOFILE to a number")
+        .expect("systemd/voxgate.service sets LimitNOFILE to a number");
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit into a struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } != 0 {
+        return wanted;
+    }
+    wanted.min(l.rlim_max)
 }
 
 fn voxgate_port_pool() -> (Duration, u64) {
@@ -1242,8 +1254,8 @@ fn bench(a: &Args) -> Result<()> {
         a.secs, a.hold_ms
     );
     println!(
-        "every server runs with {} open files at most (voxgate.service's LimitNOFILE)",
-        unit_open_files()
+        "every server runs with {} open files at most (voxgate.service's LimitNOFILE, or this machine's hard limit if lower)",
+        server_open_files()
     );
     let (quarantine, pairs) = voxgate_port_pool();
     println!(
