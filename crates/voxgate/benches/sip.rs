@@ -701,8 +701,13 @@ fn step(
     ]);
     let cpu0 = server.cpu();
     let prov0 = provider_retrans(provider_stat);
+    let refused0 = refused_for_open_files(dir);
     let limit = Duration::from_secs(secs as u64 + hold_ms as u64 / 1000 + 30);
-    let (rows, errors) = phone_sipp(lab, dir, name, &args, limit)?;
+    let (rows, mut errors) = phone_sipp(lab, dir, name, &args, limit)?;
+    let refused = refused_for_open_files(dir) - refused0;
+    if refused > 0 {
+        errors = format!("{refused} media offers refused at the open files limit | {errors}");
+    }
     let cpu = server.cpu() - cpu0;
     // The provider's stat file is written every second.
     std::thread::sleep(Duration::from_millis(1500));
@@ -719,6 +724,19 @@ fn step(
         rtt_ms: duration(&last, "ResponseTime1(C)") * 1e3,
         cpu_ms: cpu * 1e3 / ok.max(1) as f64,
         errors,
+    })
+}
+
+/// How many offers voxgate refused so far because its open files limit was reached (its log
+/// in `dir`; 0 for other servers): the reason its failed calls failed, when it is not CPU.
+fn refused_for_open_files(dir: &Path) -> usize {
+    std::fs::read(dir.join("daemon.log")).map_or(0, |log| {
+        log.split(|&b| b == b'\n')
+            .filter(|l| {
+                l.windows(b"Too many open files".len())
+                    .any(|w| w == b"Too many open files")
+            })
+            .count()
     })
 }
 
