@@ -4,18 +4,21 @@
 # and check it as a support engineer would:
 #   - boot to VOXGATE-READY on the serial console (printed by voxgate-boot-check.service once
 #     voxgate.service is active and answers `voxgate status`), with the time it took;
-#   - over SSH (key from the site configuration, through the management port): every voxgate
+#   - over SSH (key from the site configuration, from the lab's management namespace): every voxgate
 #     service running, no failed unit, read-only root, /var on the data partition and grown
 #     to the end of the disk (the test's disk is GROW_MIB=512 MiB larger than the image), no root
 #     password, the boot entry blessed by systemd-bless-boot (UEFI) or slot a made GRUB's
 #     default by voxgate-bless-grub (legacy BIOS);
 #   - the tagged voice VLAN: lan0.100 up with 10.100.0.1/24, a DHCP client on VLAN 100 gets a
 #     lease from voxgate, the phone reaches the box but SSH from the voice LAN is refused;
+#   - the broadband side (the lab's wan namespace): a REGISTER from the phone on VLAN 100 reaches
+#     the provider's SIP server (sipp) through the box and its challenge comes back, SSH from
+#     there is dropped, and a capture of everything the box sent there holds no LAN address;
 #   - a reboot, then a power cut (the VM killed while a writer renames files on the data
 #     partition): both times machine id, SSH host key and the lease survive, and the data
 #     partition comes back clean (REBOOT=0 skips both).
 # The release root and ESP are booted unchanged; see lib.sh for the VM and its NICs.
-# Needs root, qemu-system-x86, ovmf (or seabios), mtools, fdisk, openssh-client, and apt access to Debian's
+# Needs root, qemu-system-x86, ovmf (or seabios), mtools, fdisk, openssh-client, sip-tester, tcpdump, and apt access to Debian's
 # mirror once (busybox-static, cached in build/cache).
 set -euo pipefail
 TEST=boot-test # (read by lib.sh)
@@ -41,6 +44,8 @@ vm voxgate status | sed 's/^/  | /'
 check "voxgate.service is active" vm systemctl is-active voxgate.service
 check "every voxgate service is running" vm \
   "voxgate status --json | jq -e '[.services[] | select(.state != \"running\" and .state != \"disabled\")] | length == 0'"
+check "the media relay forwards established RTP in the kernel (kernel path on)" vm \
+  'journalctl -b -u voxgate.service --no-pager | grep -q "media kernel path on" || { journalctl -b -u voxgate.service --no-pager | grep "kernel path"; false; }'
 check "no failed units (systemctl is-system-running)" vm \
   'systemctl is-system-running --wait >/dev/null; s=$(systemctl is-system-running); [ "$s" = running ] || { echo "$s"; systemctl --failed --no-pager; false; }'
 check "root is the read-only squashfs of slot a" vm \
@@ -97,6 +102,42 @@ check "the phone reaches the box on the voice LAN (ping 10.100.0.1)" vm \
 check "SSH from the voice LAN is refused (firewall)" vm \
   'ip netns exec phone /var/lib/voxgate-test/busybox ping -c 1 -W 2 10.100.0.1 >/dev/null || { echo "the phone does not reach the box at all"; exit 1; }
    ! ip netns exec phone /var/lib/voxgate-test/busybox nc -w 3 10.100.0.1 22 </dev/null | grep -q SSH'
+
+# The broadband side, in the lab's wan namespace: the provider's SIP server (sipp,
+# tests/sipp/provider_server.xml: challenges REGISTERs) on 203.0.113.10:9997, the profile's SIP
+# port, and a capture of everything the box sends there. The phone on VLAN 100 (bash in the VM's
+# phone namespace; the image has no SIP client) sends a REGISTER to the box, which relays it to the
+# provider over wan0 and the provider's 401 challenge back.
+ip netns exec "$ns_wan" tcpdump -i eth0 -n -U -s 0 -w "$tmp/wan.pcap" "src host $box_wan" >"$tmp/tcpdump.out" 2>&1 &
+tcpdump_pid=$!
+ip netns exec "$ns_wan" sipp -sf "$repo/tests/sipp/provider_server.xml" -i "$provider" -p 9997 \
+  -nostdin -timeout 300s -trace_msg -message_file "$tmp/provider.log" </dev/null >/dev/null 2>&1 &
+sipp_pid=$!
+sleep 2
+# (bash's /dev/udp: the image's busybox nc has no UDP. The request is written to a file first
+# and sent with one write by cat: bash's printf writes line by line, a datagram per line.)
+register='set -e
+lease=$(ip -n phone -4 -br addr show eth0.100 | awk "{print \$3}" | cut -d/ -f1)
+printf "REGISTER sip:PROVIDER SIP/2.0\r\nVia: SIP/2.0/UDP %s:5060;branch=z9hG4bK-boottest1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:1001@PROVIDER>;tag=boottest\r\nTo: <sip:1001@PROVIDER>\r\nCall-ID: boottest1@%s\r\nCSeq: 1 REGISTER\r\nContact: <sip:1001@%s:5060>\r\nExpires: 300\r\nContent-Length: 0\r\n\r\n" "$lease" "$lease" "$lease" >/run/boot-test-register.sip
+ip netns exec phone bash -c "exec 3<>/dev/udp/10.100.0.1/5060; cat /run/boot-test-register.sip >&3; timeout 5 dd bs=65535 count=1 status=none <&3"'
+register=${register//PROVIDER/$provider}
+phone_register() {
+  local out
+  out=$(vm "$register") || true
+  printf '%s\n' "$out" | grep -q "^SIP/2.0 401" || { echo "the phone got: [$out]"; false; }
+}
+check "a phone's REGISTER reaches the provider through the box and its 401 challenge comes back" phone_register
+check "the provider saw the REGISTER from the box's WAN address, with no LAN address in it" bash -c \
+  'grep -q "^REGISTER sip:" "$1" && ! grep -q "10\.100\.\|10\.0\.2\." "$1" || { head -c 3000 "$1"; false; }' _ "$tmp/provider.log"
+check "SSH from the broadband side is dropped (firewall)" bash -c \
+  "! ip netns exec $ns_wan timeout 5 bash -c 'exec 3<>/dev/tcp/$box_wan/22 && head -c 4 <&3' 2>/dev/null | grep -q SSH"
+kill "$sipp_pid" 2>/dev/null; wait "$sipp_pid" 2>/dev/null || true
+sleep 1
+kill "$tcpdump_pid" 2>/dev/null; wait "$tcpdump_pid" 2>/dev/null || true
+check "nothing the box sent to the broadband side carries a LAN address (capture on wan)" bash -c \
+  'n=$(tcpdump -n -r "$1" "udp port 9997" 2>/dev/null | wc -l); [ "$n" -gt 0 ] || { echo "no SIP captured"; false; }
+   ! tcpdump -n -A -r "$1" 2>/dev/null | grep -q "10\.100\.\|10\.0\.2\." || { tcpdump -n -A -r "$1" | grep -B5 "10\.100\.\|10\.0\.2\." | head -40; false; }
+   echo "$n SIP datagrams, no LAN address"' _ "$tmp/wan.pcap"
 
 ids() { vm 'cat /etc/machine-id; ssh-keygen -lf /var/lib/ssh/ssh_host_ed25519_key.pub' || true; }
 id1=$(ids)

@@ -4,11 +4,17 @@
 #
 # The data partition is the test's own: a site configuration with a fresh SSH key and a static
 # busybox (udhcpc, nc, ping) for the client side, which runs in a network namespace inside the
-# VM because the VM's kernel has 802.1Q (the build and CI kernels do not). The VM's NICs:
-#   wan0  52:54:00:76:67:01  qemu user networking, restrict=on (nothing leaves the host)
+# VM because the VM's kernel has 802.1Q (the build and CI kernels have neither VLAN devices nor
+# VLAN filtering on bridges, so no tagged client can live on the host). The VM's NICs:
+#   wan0  52:54:00:76:67:01  tap in the lab: namespace "wan" is the broadband side, 10.0.3.2
+#                            (the box's gateway) and 203.0.113.10 (the provider's SIP server)
 #   lan0  52:54:00:76:67:02  qemu hub 1, together with the probe NIC
-#   mgmt0 52:54:00:76:67:03  qemu user networking, restrict=on, 127.0.0.1:<port> -> SSH
+#   mgmt0 52:54:00:76:67:03  tap in the lab: namespace "mgmt" is the support engineer, 10.0.2.2;
+#                            every SSH of the tests goes from there to the box's 10.0.2.15
 #   probe 52:54:00:76:67:10  qemu hub 1: the "phone" (moved into a namespace in the VM)
+# The lab: namespaces vglab-<pid>-img-{vm,wan,mgmt} (removed on exit, or by `voxgate-lab
+# cleanup` if the test was killed); qemu runs in "vm", whose bridges join each tap to a veth
+# into its namespace. Nothing is created in the machine's own network namespace.
 #
 # FIRMWARE=uefi (default) boots with OVMF, FIRMWARE=bios with qemu's own SeaBIOS (legacy BIOS:
 # GRUB from the BIOS boot partition), the same disk either way.
@@ -36,8 +42,8 @@ vm_requirements() {
   for f in root.squashfs esp.img partuuids.env image-release; do
     [ -f "$build/$f" ] || die "$build/$f is missing: run make image BOARD=qemu first"
   done
-  for tool in qemu-system-x86_64 ssh scp ssh-keygen mcopy sfdisk mke2fs apt-get dpkg-deb; do
-    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install qemu-system-x86 ovmf openssh-client mtools fdisk e2fsprogs)"
+  for tool in qemu-system-x86_64 ssh scp ssh-keygen mcopy sfdisk mke2fs apt-get dpkg-deb ip sipp tcpdump; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install qemu-system-x86 ovmf openssh-client mtools fdisk e2fsprogs iproute2 sip-tester tcpdump)"
   done
   if [ "$FIRMWARE" = uefi ]; then
     [ -f "$ovmf_code" ] && [ -f "$ovmf_vars" ] || die "OVMF is missing: apt-get install ovmf"
@@ -47,6 +53,14 @@ vm_requirements() {
 }
 
 tmp=$(mktemp -d /tmp/voxgate-image-test.XXXXXX)
+ns_vm=vglab-$$-img-vm
+ns_wan=vglab-$$-img-wan
+ns_mgmt=vglab-$$-img-mgmt
+# The box's addresses on the lab's sides (board/qemu/voxgate.yaml); box_wan is boot.sh's.
+# shellcheck disable=SC2034
+box_wan=10.0.3.15
+box_mgmt=10.0.2.15
+provider=203.0.113.10
 vm_cleanup() {
   local rc=$?
   # Whoever reads our output may be gone already (a pipe closed by Ctrl-C): cleaning up matters
@@ -62,6 +76,7 @@ vm_cleanup() {
     if [ -n "${KEEP_CONSOLE:-}" ]; then cp "$tmp/console.log" "$KEEP_CONSOLE"; fi
   fi
   rm -rf "$tmp"
+  for n in "$ns_vm" "$ns_wan" "$ns_mgmt"; do ip netns del "$n" 2>/dev/null || true; done
 }
 trap vm_cleanup EXIT
 trap 'exit 130' INT TERM
@@ -124,15 +139,33 @@ kvm_works() {
   return 1
 }
 
+# vm_lab: the namespaces the VM's wan0 and mgmt0 are attached to (see the top of this file).
+vm_lab() {
+  ip netns add "$ns_vm"
+  ip netns add "$ns_wan"
+  ip netns add "$ns_mgmt"
+  local side ns
+  for side in wan mgmt; do
+    ns=$ns_wan; [ "$side" = mgmt ] && ns=$ns_mgmt
+    ip -n "$ns_vm" link add "br-$side" type bridge
+    ip -n "$ns_vm" tuntap add dev "tap-$side" mode tap
+    ip -n "$ns_vm" link add "veth-$side" type veth peer name eth0 netns "$ns"
+    ip -n "$ns_vm" link set "tap-$side" master "br-$side"
+    ip -n "$ns_vm" link set "veth-$side" master "br-$side"
+    ip -n "$ns_vm" link set "br-$side" up
+    ip -n "$ns_vm" link set "tap-$side" up
+    ip -n "$ns_vm" link set "veth-$side" up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link set eth0 up
+  done
+  ip -n "$ns_wan" addr add 10.0.3.2/24 dev eth0
+  ip -n "$ns_wan" addr add "$provider/32" dev eth0
+  ip -n "$ns_mgmt" addr add 10.0.2.2/24 dev eth0
+}
+
 # vm_start: boots the VM in the background (console in $tmp/console.log).
 vm_start() {
-  if [ -z "${port:-}" ]; then
-    local p
-    for p in $(shuf -i 20000-40000 -n 20); do
-      if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
-    done
-    [ -n "${port:-}" ] || die "no free local port for ssh"
-  fi
+  [ -n "${lab_up:-}" ] || { vm_lab; lab_up=1; }
   : > "$tmp/console.log"
   local firmware=()
   if [ "$FIRMWARE" = uefi ]; then
@@ -140,14 +173,13 @@ vm_start() {
       -drive "if=pflash,format=raw,unit=1,file=$tmp/vars.fd")
   fi
   # (no pflash: qemu's default firmware, SeaBIOS)
-  qemu-system-x86_64 -machine "q35,accel=$accel" -cpu "$cpu" -m 1024 -smp 2 \
+  ip netns exec "$ns_vm" qemu-system-x86_64 -machine "q35,accel=$accel" -cpu "$cpu" -m 1024 -smp 2 \
     -nodefaults -display none -no-user-config \
     "${firmware[@]}" \
     -drive "file=$tmp/disk.img,format=raw,if=virtio" \
-    -netdev user,id=wan,net=10.0.3.0/24,restrict=on -device virtio-net-pci,netdev=wan,mac=52:54:00:76:67:01 \
+    -netdev tap,id=wan,ifname=tap-wan,script=no,downscript=no -device virtio-net-pci,netdev=wan,mac=52:54:00:76:67:01 \
     -netdev hubport,id=lan,hubid=1 -device virtio-net-pci,netdev=lan,mac=52:54:00:76:67:02 \
-    -netdev "user,id=mgmt,net=10.0.2.0/24,restrict=on,hostfwd=tcp:127.0.0.1:$port-10.0.2.15:22" \
-    -device virtio-net-pci,netdev=mgmt,mac=52:54:00:76:67:03 \
+    -netdev tap,id=mgmt,ifname=tap-mgmt,script=no,downscript=no -device virtio-net-pci,netdev=mgmt,mac=52:54:00:76:67:03 \
     -netdev hubport,id=probe,hubid=1 -device virtio-net-pci,netdev=probe,mac=52:54:00:76:67:10 \
     -device i6300esb \
     -serial "file:$tmp/console.log" >"$tmp/qemu.out" 2>&1 &
@@ -177,13 +209,14 @@ vm_ssh_opts() {
   ssh_opts=(-i "$tmp/key" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile="$tmp/known_hosts"
     -o LogLevel=ERROR -o ConnectTimeout=20)
 }
-vm() { vm_ssh_opts; ssh "${ssh_opts[@]}" -p "$port" root@127.0.0.1 "$@"; }
+# vm COMMAND: runs a command in the VM over SSH from the management side.
+vm() { vm_ssh_opts; ip netns exec "$ns_mgmt" ssh "${ssh_opts[@]}" "root@$box_mgmt" "$@"; }
 # vm_put FILE DEST: copies a file into the VM.
-vm_put() { vm_ssh_opts; scp -q "${ssh_opts[@]}" -P "$port" "$1" "root@127.0.0.1:$2"; }
+vm_put() { vm_ssh_opts; ip netns exec "$ns_mgmt" scp -q "${ssh_opts[@]}" "$1" "root@$box_mgmt:$2"; }
 # vm_wait_ssh: sshd answers (its first start generates the host key; slow under TCG).
 vm_wait_ssh() {
   for _ in $(seq 30); do vm true 2>/dev/null && return 0; sleep 2; done
-  vm true || die "cannot ssh to the management port (127.0.0.1:$port)"
+  vm true || die "cannot ssh to the box's management address $box_mgmt from the lab's mgmt namespace"
 }
 vm_poweroff() {
   vm 'systemctl poweroff' >/dev/null 2>&1 || true
