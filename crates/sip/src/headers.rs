@@ -48,6 +48,14 @@ impl Headers {
         (!out.is_empty()).then_some(out)
     }
 
+    /// The first line of header `name`, to rewrite its value in place.
+    pub fn first_mut(&mut self, name: &Name) -> Option<&mut BytesStr> {
+        self.0
+            .iter_mut()
+            .find(|(n, _)| same_name(n, name))
+            .map(|(_, v)| v)
+    }
+
     /// Every line, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&Name, &BytesStr)> + '_ {
         self.0.iter().map(|(n, v)| (n, v))

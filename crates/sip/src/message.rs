@@ -8,7 +8,10 @@
 //! needs (mandatory headers, CSeq method, Content-Length, version) with errors that say which
 //! response to send.
 
+use std::fmt::Write as _;
+
 use bytes::Bytes;
+use bytesstr::BytesStr;
 use ezk_sip_types::header::typed::{CSeq, CallID, MaxForwards, Via};
 use ezk_sip_types::header::{ConstNamed, DecodeValues};
 use ezk_sip_types::msg::{Line, MessageLine, PullParser};
@@ -37,6 +40,68 @@ pub fn values<'a>(h: &'a Headers, name: &'a Name) -> impl Iterator<Item = &'a by
 /// Whether `h` has header `name`.
 pub fn has(h: &Headers, name: &Name) -> bool {
     values(h, name).next().is_some()
+}
+
+/// Marks the top Via of a request received from `src` as RFC 3261 18.2.1 and RFC 3581 4 ask
+/// of a server: `received` with the source address when the sent-by host differs from it or
+/// the client asked for `rport`, and `rport` filled in with the source port. Responses copy
+/// the Via, so the sender learns how the box saw it. Written by hand on the raw value (the
+/// typed Via would print every parameter again); a Via that cannot be read is left alone.
+pub fn stamp_via(headers: &mut Headers, src: std::net::SocketAddr) {
+    let Some(value) = headers.first_mut(&Name::VIA) else {
+        return;
+    };
+    let (first, rest) = match value.find(',') {
+        Some(i) => value.split_at(i),
+        None => (value.as_str(), ""),
+    };
+    let mut parts = first.split(';');
+    let Some(head) = parts.next() else {
+        return;
+    };
+    // `SIP/2.0/UDP host[:port]`: sent-by after the transport.
+    let Some(sent_by) = head.trim().rsplit_once('/').and_then(|(_, t)| {
+        let t = t.trim_start();
+        t.find(char::is_whitespace).map(|i| t[i..].trim())
+    }) else {
+        return;
+    };
+    let host = match sent_by.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => sent_by.split(':').next().unwrap_or(sent_by),
+    };
+    let params: Vec<&str> = parts.collect();
+    let name_of = |p: &str| {
+        p.split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    };
+    let rport = params.iter().any(|p| name_of(p) == "rport");
+    let same_host = host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip == src.ip());
+    if !rport && same_host {
+        return;
+    }
+    let mut out = String::with_capacity(value.len() + 40);
+    out.push_str(head);
+    for p in &params {
+        match name_of(p).as_str() {
+            "received" => {}
+            "rport" => {
+                let _ = write!(out, ";rport={}", src.port());
+            }
+            _ => {
+                out.push(';');
+                out.push_str(p);
+            }
+        }
+    }
+    let _ = write!(out, ";received={}", src.ip());
+    out.push_str(rest);
+    *value = BytesStr::from(out);
 }
 
 /// Header `H` decoded from all its values, `None` when absent.

@@ -380,7 +380,7 @@ impl Transactions {
         }
     }
 
-    fn receive_request(&mut self, now: Instant, msg: Message, from: Peer) {
+    fn receive_request(&mut self, now: Instant, mut msg: Message, from: Peer) {
         let method = msg.method().cloned().expect("a request");
         let key = branch_of(&msg).map(|(b, sent_by)| (b, sent_by, method_key(&method)));
         if let Some(tx) = key.as_ref().and_then(|k| self.server_keys.get(k)).copied() {
@@ -419,6 +419,8 @@ impl Transactions {
         }
         let id = ServerTx(self.id());
         let invite = method == Method::INVITE;
+        // After the keys were taken from the Via as the client wrote it.
+        crate::message::stamp_via(&mut msg.headers, from.addr);
         if let Some(k) = &key {
             self.server_keys.insert(k.clone(), id);
         }

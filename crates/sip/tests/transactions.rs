@@ -368,3 +368,78 @@ fn requests_without_a_branch_are_matched_the_rfc_2543_way() {
         "no 486 retransmission after the ACK"
     );
 }
+
+#[test]
+fn responses_tell_the_client_its_source_address_and_port() {
+    use sip::message::stamp_via;
+    let via = |text: &str, src: &str| {
+        let mut m = msg(&format!(
+            "OPTIONS sip:box SIP/2.0\nVia: {text}\nFrom: <sip:a@x>;tag=1\nTo: <sip:b@x>\nCall-ID: c\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n"
+        ));
+        stamp_via(&mut m.headers, src.parse().unwrap());
+        sip::message::values(&m.headers, &ezk_sip_types::Name::VIA)
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    // rport asked for: its value and `received`, even when the address is the sent-by's.
+    assert_eq!(
+        via(
+            "SIP/2.0/UDP 10.100.0.195:5060;branch=z9hG4bK-x;rport",
+            "10.100.0.195:36696"
+        ),
+        "SIP/2.0/UDP 10.100.0.195:5060;branch=z9hG4bK-x;rport=36696;received=10.100.0.195"
+    );
+    // Without rport: `received` only when the source is not the sent-by host (a NAT, a name).
+    assert_eq!(
+        via(
+            "SIP/2.0/UDP 10.100.0.195:5060;branch=z9hG4bK-x",
+            "10.100.0.195:5060"
+        ),
+        "SIP/2.0/UDP 10.100.0.195:5060;branch=z9hG4bK-x"
+    );
+    assert_eq!(
+        via(
+            "SIP/2.0/TCP phone.example;branch=z9hG4bK-x",
+            "192.0.2.7:40000"
+        ),
+        "SIP/2.0/TCP phone.example;branch=z9hG4bK-x;received=192.0.2.7"
+    );
+    // A `received` the client wrote is replaced; only the top Via of a combined line changes.
+    assert_eq!(
+        via(
+            "SIP/2.0/UDP 10.0.0.1:5060;received=1.1.1.1;rport;branch=z9hG4bKa, SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKb",
+            "192.0.2.7:1024"
+        ),
+        "SIP/2.0/UDP 10.0.0.1:5060;rport=1024;branch=z9hG4bKa;received=192.0.2.7, SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKb"
+    );
+    // IPv6 sent-by in brackets compares as an address.
+    assert_eq!(
+        via(
+            "SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKa",
+            "[2001:db8::1]:5060"
+        ),
+        "SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKa"
+    );
+
+    // The server transaction does it: its 100 Trying carries them.
+    let mut t = Transactions::new();
+    let now = Instant::now();
+    let from = Peer {
+        side: Side::Lan,
+        addr: "10.200.0.2:40001".parse().unwrap(),
+        reliable: false,
+    };
+    t.receive(now, req("INVITE", "z9hG4bK-stamp"), from);
+    let trying = drain(&mut t)
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Transmit { bytes, .. } => Some(String::from_utf8(bytes).unwrap()),
+            _ => None,
+        })
+        .expect("100 Trying");
+    assert!(
+        trying.contains("Via: SIP/2.0/UDP 10.200.0.2:5060;branch=z9hG4bK-stamp;rport=40001;received=10.200.0.2\r\n"),
+        "{trying}"
+    );
+}
