@@ -46,6 +46,8 @@ check "every voxgate service is running" vm \
   "voxgate status --json | jq -e '[.services[] | select(.state != \"running\" and .state != \"disabled\")] | length == 0'"
 check "the media relay forwards established RTP in the kernel (kernel path on)" vm \
   'journalctl -b -u voxgate.service --no-pager | grep -q "media kernel path on" || { journalctl -b -u voxgate.service --no-pager | grep "kernel path"; false; }'
+check "the DHCP server knows the site's time zone (tzdata: options 100 and 2 for phones)" vm \
+  '! journalctl -b -u voxgate.service --no-pager | grep "time zone not found"'
 check "no failed units (systemctl is-system-running)" vm \
   'systemctl is-system-running --wait >/dev/null; s=$(systemctl is-system-running); [ "$s" = running ] || { echo "$s"; systemctl --failed --no-pager; false; }'
 check "root is the read-only squashfs of slot a" vm \
