@@ -969,9 +969,6 @@ fn registration_phase(lab: &Lab, s: &mut Server, a: &Args, out: &mut Outcome) ->
     Ok(())
 }
 
-/// How long voxgate's media relay keeps a released port pair from reuse, and how many pairs
-/// its default port ranges hold (the smaller side): together they bound the calls per second
-/// it can keep up for longer than the quarantine.
 /// A server's command in the box, with the open files limit voxgate.service gives the
 /// daemon (`LimitNOFILE`), whichever server it is, or the machine's hard limit if that is
 /// lower (20000 on the build machines, whose containers lack CAP_SYS_RESOURCE to raise it):
@@ -1016,6 +1013,9 @@ fn server_open_files() -> u64 {
     wanted.min(l.rlim_max)
 }
 
+/// How long voxgate's media relay keeps a released port pair from reuse, and how many pairs
+/// its default port ranges hold (the smaller side): together they bound the calls per second
+/// it can keep up for longer than the quarantine.
 fn voxgate_port_pool() -> (Duration, u64) {
     let loaded = config::load_str(
         Path::new("bench.yaml"),
