@@ -42,6 +42,15 @@ pub fn has(h: &Headers, name: &Name) -> bool {
     values(h, name).next().is_some()
 }
 
+/// The sent-by of a Via's `SIP / 2.0 / UDP host:port` part (its parameters cut off), as
+/// written but trimmed: it follows the transport after the last slash.
+fn sent_by(head: &str) -> Option<&str> {
+    let (_, after) = head.rsplit_once('/')?;
+    let after = after.trim_start();
+    let transport_end = after.find(char::is_whitespace)?;
+    Some(after[transport_end..].trim())
+}
+
 /// Marks the top Via of a request received from `src` as RFC 3261 18.2.1 and RFC 3581 4 ask
 /// of a server: `received` with the source address when the sent-by host differs from it or
 /// the client asked for `rport`, and `rport` filled in with the source port. Responses copy
@@ -59,11 +68,7 @@ pub fn stamp_via(headers: &mut Headers, src: std::net::SocketAddr) {
     let Some(head) = parts.next() else {
         return;
     };
-    // `SIP/2.0/UDP host[:port]`: sent-by after the transport.
-    let Some(sent_by) = head.trim().rsplit_once('/').and_then(|(_, t)| {
-        let t = t.trim_start();
-        t.find(char::is_whitespace).map(|i| t[i..].trim())
-    }) else {
+    let Some(sent_by) = sent_by(head) else {
         return;
     };
     let host = match sent_by.strip_prefix('[') {
@@ -174,11 +179,7 @@ impl Message {
         let value = values(&self.headers, &Name::VIA).next()?.as_str();
         let first = value.split(',').next()?;
         let (head, _) = first.split_once(';').unwrap_or((first, ""));
-        // `SIP / 2.0 / UDP host:port`: sent-by follows the transport after the last slash.
-        let (_, after) = head.rsplit_once('/')?;
-        let after = after.trim_start();
-        let transport_end = after.find(char::is_whitespace)?;
-        let sent_by: String = after[transport_end..]
+        let sent_by: String = sent_by(head)?
             .chars()
             .filter(|c| !c.is_whitespace())
             .map(|c| c.to_ascii_lowercase())
