@@ -701,10 +701,11 @@ fn step(
     ]);
     let cpu0 = server.cpu();
     let prov0 = provider_retrans(provider_stat);
-    let refused0 = refused_for_open_files(dir);
+    let log = dir.join("daemon.log");
+    let log_at = std::fs::metadata(&log).map_or(0, |m| m.len());
     let limit = Duration::from_secs(secs as u64 + hold_ms as u64 / 1000 + 30);
     let (rows, mut errors) = phone_sipp(lab, dir, name, &args, limit)?;
-    let refused = refused_for_open_files(dir) - refused0;
+    let refused = refused_for_open_files(&log, log_at);
     if refused > 0 {
         errors = format!("{refused} media offers refused at the open files limit | {errors}");
     }
@@ -727,17 +728,25 @@ fn step(
     })
 }
 
-/// How many offers voxgate refused so far because its open files limit was reached (its log
-/// in `dir`; 0 for other servers): the reason its failed calls failed, when it is not CPU.
-fn refused_for_open_files(dir: &Path) -> usize {
-    std::fs::read(dir.join("daemon.log")).map_or(0, |log| {
-        log.split(|&b| b == b'\n')
-            .filter(|l| {
-                l.windows(b"Too many open files".len())
-                    .any(|w| w == b"Too many open files")
-            })
-            .count()
-    })
+/// How many offers voxgate refused because its open files limit was reached, in what its
+/// log (`log`; absent for other servers) gained after byte `from`: the reason its failed
+/// calls failed, when it is not CPU. Only the step's part is read (the log grows by
+/// hundreds of MB over a run).
+fn refused_for_open_files(log: &Path, from: u64) -> usize {
+    use std::io::{Read as _, Seek as _};
+    let mut added = Vec::new();
+    let read = std::fs::File::open(log).and_then(|mut f| {
+        f.seek(std::io::SeekFrom::Start(from))?;
+        f.read_to_end(&mut added)
+    });
+    if read.is_err() {
+        return 0;
+    }
+    let needle = b"Too many open files";
+    added
+        .split(|&b| b == b'\n')
+        .filter(|l| l.windows(needle.len()).any(|w| w == needle))
+        .count()
 }
 
 fn print_step(server: &str, what: &str, s: &Step) {
