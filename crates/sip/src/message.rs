@@ -42,6 +42,52 @@ pub fn has(h: &Headers, name: &Name) -> bool {
     values(h, name).next().is_some()
 }
 
+/// The byte offset of the first `sep` in `s` outside a quoted string. A Via parameter's value
+/// may be a quoted-string (RFC 3261 25.1 `gen-value`), where `,` and `;` are text and `\`
+/// escapes the next character: splitting a Via value at the first comma or semicolon as
+/// written would cut such a parameter in two. Hand-written: the crate's typed Via prints every
+/// parameter again, and decoding it was a tenth of the B2BUA's work per call (see `via_key`).
+fn find_unquoted(s: &str, sep: u8) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        if escaped {
+            escaped = false;
+        } else if quoted && b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            quoted = !quoted;
+        } else if b == sep && !quoted {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// `s` split at every `sep` outside a quoted string (see [`find_unquoted`]).
+fn split_unquoted(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match find_unquoted(r, sep) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
+/// The first value of a header line that may combine several (`a, b`), and the rest from
+/// the comma on (empty if none).
+fn first_value(value: &str) -> (&str, &str) {
+    value.split_at(find_unquoted(value, b',').unwrap_or(value.len()))
+}
+
 /// The sent-by of a Via's `SIP / 2.0 / UDP host:port` part (its parameters cut off), as
 /// written but trimmed: it follows the transport after the last slash.
 fn sent_by(head: &str) -> Option<&str> {
@@ -60,11 +106,8 @@ pub fn stamp_via(headers: &mut Headers, src: std::net::SocketAddr) {
     let Some(value) = headers.first_mut(&Name::VIA) else {
         return;
     };
-    let (first, rest) = match value.find(',') {
-        Some(i) => value.split_at(i),
-        None => (value.as_str(), ""),
-    };
-    let mut parts = first.split(';');
+    let (first, rest) = first_value(value);
+    let mut parts = split_unquoted(first, b';');
     let Some(head) = parts.next() else {
         return;
     };
@@ -177,8 +220,8 @@ impl Message {
     /// tenth of the B2BUA's instructions per call; [`parse`] has checked the Vias already.
     pub fn via_key(&self) -> Option<(String, Option<String>)> {
         let value = values(&self.headers, &Name::VIA).next()?.as_str();
-        let first = value.split(',').next()?;
-        let (head, _) = first.split_once(';').unwrap_or((first, ""));
+        let (first, _) = first_value(value);
+        let head = split_unquoted(first, b';').next()?;
         let sent_by: String = sent_by(head)?
             .chars()
             .filter(|c| !c.is_whitespace())
@@ -246,8 +289,8 @@ impl Message {
 
 /// The `branch` parameter of the first Via value in `value`, as written.
 fn raw_branch(value: &str) -> Option<String> {
-    let first = value.split(',').next()?;
-    first.split(';').skip(1).find_map(|p| {
+    let (first, _) = first_value(value);
+    split_unquoted(first, b';').skip(1).find_map(|p| {
         let (name, v) = p.split_once('=')?;
         name.trim()
             .eq_ignore_ascii_case("branch")
@@ -503,9 +546,9 @@ fn rules(msg: &Message) -> Result<(), Bad> {
     // The crate's Via reader skips empty values and parameters (RFC 4475 badinv01:
     // `Via: SIP/2.0/UDP 192.0.2.15;;,;,,`); the grammar has none.
     for v in values(h, &Name::VIA) {
-        let empty = v
-            .split(',')
-            .any(|value| value.trim().is_empty() || value.split(';').any(|p| p.trim().is_empty()));
+        let empty = split_unquoted(v, b',').any(|value| {
+            value.trim().is_empty() || split_unquoted(value, b';').any(|p| p.trim().is_empty())
+        });
         if empty {
             return Err("Bad Via".to_string().into());
         }

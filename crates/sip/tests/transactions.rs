@@ -413,6 +413,22 @@ fn responses_tell_the_client_its_source_address_and_port() {
         ),
         "SIP/2.0/UDP 10.0.0.1:5060;rport=1024;branch=z9hG4bKa;received=192.0.2.7, SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKb"
     );
+    // A parameter's quoted value may hold `,` and `;` (RFC 3261 25.1): it is not a new value.
+    assert_eq!(
+        via(
+            "SIP/2.0/UDP 10.0.0.1:5060;x=\"a,b;c\\\"\";branch=z9hG4bKa;rport, SIP/2.0/UDP 10.0.0.9",
+            "192.0.2.7:1024"
+        ),
+        "SIP/2.0/UDP 10.0.0.1:5060;x=\"a,b;c\\\"\";branch=z9hG4bKa;rport=1024;received=192.0.2.7, SIP/2.0/UDP 10.0.0.9"
+    );
+    // ... nor does it hide the branch from transaction matching.
+    let quoted = msg(
+        "OPTIONS sip:box SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.1:5060;x=\"a,b;c\";branch=z9hG4bKq\nFrom: <sip:a@x>;tag=1\nTo: <sip:b@x>\nCall-ID: c\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n",
+    );
+    assert_eq!(
+        quoted.via_key(),
+        Some(("10.0.0.1:5060".to_string(), Some("z9hG4bKq".to_string())))
+    );
     // IPv6 sent-by in brackets compares as an address.
     assert_eq!(
         via(
