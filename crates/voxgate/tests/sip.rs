@@ -394,6 +394,61 @@ fn not_found_reaches_the_phone() {
     );
 }
 
+/// Offers the box cannot relay are refused at the box, never sent on: an SDP offer from a
+/// phone that accepts no SDP answer gets 406, a body that is not SDP 415, both naming
+/// `application/sdp`; the provider sees neither INVITE.
+#[test]
+fn offers_the_box_cannot_relay_are_refused_there() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let b = running_box(&lab);
+    let provider_log = b.dir.path().join("provider.log");
+    let mut provider = sipp_bg(
+        &lab,
+        Node::Provider,
+        &[
+            "-sf",
+            &scenario("uas_not_found.xml"),
+            "-i",
+            "198.51.100.10",
+            "-p",
+            "5060",
+            "-m",
+            "1",
+        ],
+        &provider_log,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    for phone in ["uac_not_acceptable.xml", "uac_unsupported_media.xml"] {
+        let (ok, log) = sipp(
+            &lab,
+            Node::Phone,
+            &[
+                "-sf",
+                &scenario(phone),
+                "10.100.0.1:5060",
+                "-i",
+                "10.100.0.50",
+                "-p",
+                "5070",
+                "-s",
+                "01632960123",
+                "-m",
+                "1",
+            ],
+            Duration::from_secs(10),
+        );
+        assert!(ok, "{phone}:\n{log}\ndaemon:\n{}", b.log());
+    }
+    provider.kill();
+    let plog = std::fs::read_to_string(&provider_log).unwrap_or_default();
+    assert!(
+        !plog.contains("INVITE"),
+        "the provider got an INVITE:\n{plog}"
+    );
+    wait_calls_empty(&b.socket());
+}
+
 /// The `m=audio` ports in the SDP of the messages in a sipp trace that are not `own`.
 fn media_ports(trace: &str, own: u16) -> Vec<u16> {
     trace
