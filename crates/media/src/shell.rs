@@ -416,7 +416,6 @@ impl MediaHandle {
                 }
             },
         };
-        workers[0].runtime.spawn(tick(Arc::downgrade(&self.inner)));
         tracing::info!(
             lan = %relay.bind_address(Side::Lan),
             wan = %relay.bind_address(Side::Wan),
@@ -424,6 +423,11 @@ impl MediaHandle {
             wan_ports = %relay.settings().wan_ports,
             "media relay started"
         );
+        // The ticker starts once the state is in place. It used to start before and to end
+        // when it found no state: a ticker that ran first ended at once, and with it, for the
+        // whole run, the kernel path and the end of silent calls (the media lab test caught
+        // it about one run in 13).
+        let ticker = workers[0].runtime.clone();
         *self.state() = Some(Running {
             relay,
             follow_wan,
@@ -433,6 +437,7 @@ impl MediaHandle {
             ending: Vec::new(),
             events: self.inner.events.clone(),
         });
+        ticker.spawn(tick(Arc::downgrade(&self.inner)));
         Ok(())
     }
 
@@ -609,7 +614,8 @@ fn lock_plain<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Ends silent calls until the relay stops (or the handle is gone).
+/// Ends silent calls and moves streams into and out of the kernel, until the relay stops
+/// (its first worker's runtime ends) or the handle is gone.
 async fn tick(inner: Weak<Inner>) {
     let mut every = tokio::time::interval(TICK);
     let mut ticks: u64 = 0;
@@ -625,8 +631,10 @@ async fn tick(inner: Weak<Inner>) {
             Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => continue,
         };
+        // No state: not stored yet, or stopped (then this runtime, and the ticker with it,
+        // ends within moments).
         let Some(r) = guard.as_mut() else {
-            return;
+            continue;
         };
         for (event, closed) in r.relay.poll(Instant::now()) {
             r.close(&closed);

@@ -15,6 +15,14 @@ const PACKET: Duration = Duration::from_millis(20);
 const PHONE_PORT: u16 = 4000;
 const PROVIDER_PORT: u16 = 16384;
 
+/// The relay's debug log in a failing test's output (libtest shows it only on failure).
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("media=debug")
+        .with_test_writer()
+        .try_init();
+}
+
 fn settings() -> MediaSettings {
     let loaded = config::load_str(std::path::Path::new("lab.yaml"), config::LAB_CONFIG, &[])
         .unwrap_or_else(|e| panic!("{e}"));
@@ -241,6 +249,7 @@ fn kernel_elements(lab: &Lab) -> String {
 /// 50 packets, and back for hold.
 fn call_through_the_box(opts: LabOptions, kernel: bool) {
     lab::require_root().unwrap();
+    init_logs();
     let lab = Lab::with(opts).unwrap();
     let phone = udp(&lab, Node::Phone, PHONE_PORT);
     let phone_rtcp = udp(&lab, Node::Phone, PHONE_PORT + 1);
@@ -327,9 +336,10 @@ fn call_through_the_box(opts: LabOptions, kernel: bool) {
             .unwrap();
         assert_eq!(recv_tos(&phone), 0xB8);
 
-        // 99 + the TOS probe each way. The move into the kernel is asynchronous (planned on
-        // the relay's next tick, applied by the nft thread): under a loaded CI machine it can
-        // land after the last packet, so it gets a few seconds.
+        // 99 + the TOS probe each way. The move into the kernel is planned on the relay's
+        // tick (every 500 ms) once both sides have sent 50 packets, long before now; the
+        // wait is slack for a loaded machine. (This assertion caught a ticker that had
+        // ended at start; the relay's debug log is in the output of a failed run.)
         let mut snap = media.snapshot();
         for _ in 0..30 {
             if snap[0].streams[0].kernel == kernel {
@@ -342,8 +352,10 @@ fn call_through_the_box(opts: LabOptions, kernel: bool) {
         assert_eq!(snap[0].state, CallState::Active);
         assert_eq!((s.lan.received.packets, s.wan.received.packets), (100, 100));
         assert_eq!(
-            s.kernel, kernel,
-            "in the kernel once both sides sent 50 packets"
+            s.kernel,
+            kernel,
+            "in the kernel once both sides sent 50 packets: {}",
+            serde_json::to_string_pretty(&snap).unwrap()
         );
         if kernel {
             // Sequence 50 of 0..100 may fall in the kernel's stretch, where loss is only seen
