@@ -3,7 +3,7 @@
 //! NAT. The registrar fails the exchange if a voice-LAN address reaches it.
 
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lab::{Lab, LabOptions, Node};
 use serde_json::Value;
@@ -445,6 +445,179 @@ fn offers_the_box_cannot_relay_are_refused_there() {
     assert!(
         !plog.contains("INVITE"),
         "the provider got an INVITE:\n{plog}"
+    );
+    wait_calls_empty(&b.socket());
+}
+
+/// The SIP messages of a sipp `-trace_msg` log: (sent by sipp, text).
+fn traced_messages(log: &str) -> Vec<(bool, String)> {
+    log.split("\n----------------------------------------------- ")
+        .filter_map(|entry| {
+            let (head, text) = entry.split_once("\n\n")?;
+            let sent = head.contains("message sent");
+            (sent || head.contains("message received")).then(|| (sent, text.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The value of header `name` in a message's text (first one, trimmed).
+fn header_of<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
+/// A header's `tag` parameter.
+fn tag_of(value: &str) -> Option<&str> {
+    value.split(';').find_map(|p| p.trim().strip_prefix("tag="))
+}
+
+/// Attended transfer with real peers: the phone's REFER names its consultation call's LAN
+/// dialog in `Refer-To: ...?Replaces=`; the provider gets it naming the same call's provider
+/// side (its Call-ID, the provider's tag, the box's tag), accepts, reports the transfer done in
+/// a NOTIFY that reaches the phone, and ends the consultation call, which reaches the phone too.
+#[test]
+fn attended_transfer_names_the_provider_side_of_the_consultation_call() {
+    lab::require_root().unwrap();
+    let lab = Lab::new().unwrap();
+    let b = running_box(&lab);
+    let provider_log = b.dir.path().join("provider.log");
+    let mut provider = sipp_bg(
+        &lab,
+        Node::Provider,
+        &[
+            "-sf",
+            &scenario("uas_transfer.xml"),
+            "-i",
+            "198.51.100.10",
+            "-p",
+            "5060",
+            "-m",
+            "2",
+        ],
+        &provider_log,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // The consultation call first: its LAN to-tag (the box's) is what the REFER must name.
+    let tagfile = b.dir.path().join("consult-totag");
+    let consult_log = b.dir.path().join("consult.log");
+    let mut consult = sipp_bg(
+        &lab,
+        Node::Phone,
+        &[
+            "-sf",
+            &scenario("uac_consult.xml"),
+            "10.100.0.1:5060",
+            "-i",
+            "10.100.0.50",
+            "-p",
+            "5072",
+            "-mp",
+            "6100",
+            "-s",
+            "01632960999",
+            "-m",
+            "1",
+            "-cid_str",
+            "consult@%s",
+            "-key",
+            "tagfile",
+            tagfile.to_str().unwrap(),
+        ],
+        &consult_log,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let totag = loop {
+        if let Ok(t) = std::fs::read_to_string(&tagfile) {
+            break t.trim().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no consultation call:\n{}\ndaemon:\n{}",
+            std::fs::read_to_string(&consult_log).unwrap_or_default(),
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (ok, log) = sipp(
+        &lab,
+        Node::Phone,
+        &[
+            "-sf",
+            &scenario("uac_transfer.xml"),
+            "10.100.0.1:5060",
+            "-i",
+            "10.100.0.50",
+            "-p",
+            "5070",
+            "-s",
+            "01632960123",
+            "-m",
+            "1",
+            "-key",
+            "consult_id",
+            "consult%4010.100.0.50",
+            "-key",
+            "consult_totag",
+            &totag,
+        ],
+        Duration::from_secs(15),
+    );
+    assert!(ok, "transferring phone:\n{log}\ndaemon:\n{}", b.log());
+    let consult_ok = consult.wait_timeout(Duration::from_secs(15)).unwrap();
+    let prov_ok = provider.wait_timeout(Duration::from_secs(5)).unwrap();
+    let plog = std::fs::read_to_string(&provider_log).unwrap_or_default();
+    assert!(
+        consult_ok.is_some_and(|s| s.success()),
+        "consultation call:\n{}",
+        std::fs::read_to_string(&consult_log).unwrap_or_default()
+    );
+    assert!(prov_ok.is_some_and(|s| s.success()), "provider:\n{plog}");
+    assert!(
+        !plog.contains("10.100.0."),
+        "LAN address at the provider:\n{plog}"
+    );
+
+    let msgs = traced_messages(&plog);
+    let refer = msgs
+        .iter()
+        .find(|(sent, m)| !sent && m.starts_with("REFER "))
+        .map(|(_, m)| m.as_str())
+        .expect("a REFER at the provider");
+    let refer_to = header_of(refer, "Refer-To").unwrap();
+    let replaces = refer_to
+        .split_once("?Replaces=")
+        .map(|(_, r)| r.trim_end_matches('>'))
+        .expect("Replaces in Refer-To")
+        .replace("%3B", ";")
+        .replace("%3b", ";")
+        .replace("%3D", "=")
+        .replace("%3d", "=")
+        .replace("%40", "@");
+    // The consultation call as the provider saw it: the INVITE that is not the REFER's call.
+    let refer_call = header_of(refer, "Call-ID").unwrap();
+    let invite = msgs
+        .iter()
+        .find(|(sent, m)| {
+            !sent && m.starts_with("INVITE ") && header_of(m, "Call-ID") != Some(refer_call)
+        })
+        .map(|(_, m)| m.as_str())
+        .expect("the consultation call at the provider");
+    let call_id = header_of(invite, "Call-ID").unwrap();
+    let box_tag = tag_of(header_of(invite, "From").unwrap()).unwrap();
+    let answer = msgs
+        .iter()
+        .find(|(sent, m)| {
+            *sent && m.starts_with("SIP/2.0 200") && header_of(m, "Call-ID") == Some(call_id)
+        })
+        .map(|(_, m)| m.as_str())
+        .unwrap();
+    let provider_tag = tag_of(header_of(answer, "To").unwrap()).unwrap();
+    assert_eq!(
+        replaces,
+        format!("{call_id};to-tag={provider_tag};from-tag={box_tag}"),
+        "{refer}"
     );
     wait_calls_empty(&b.socket());
 }
