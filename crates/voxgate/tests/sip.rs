@@ -55,6 +55,27 @@ const REGISTER_PHONE: [&str; 13] = [
     "sip:198.51.100.10",
 ];
 
+/// sipp as the provider's server (198.51.100.10:5060) for one call.
+const AS_PROVIDER: [&str; 6] = ["-i", "198.51.100.10", "-p", "5060", "-m", "1"];
+
+/// sipp as the phone (10.100.0.50:5070) calling 01632960123 once through the box.
+const AS_PHONE: [&str; 9] = [
+    "10.100.0.1:5060",
+    "-i",
+    "10.100.0.50",
+    "-p",
+    "5070",
+    "-s",
+    "01632960123",
+    "-m",
+    "1",
+];
+
+/// `-sf scenario` followed by `args`.
+fn with_scenario<'a>(scenario: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    [&["-sf", scenario][..], args].concat()
+}
+
 fn start_registrar(lab: &Lab, dir: &std::path::Path) -> lab::LabProcess {
     start_registrar_for(lab, dir, 1)
 }
@@ -339,22 +360,10 @@ fn call_pair(provider: &[&str], phone: &[&str]) -> (String, String) {
 /// [`call_pair`] with a lab and box of the test's own.
 fn call_pair_in(lab: &Lab, b: &Box_, provider: &[&str], phone: &[&str]) -> (String, String) {
     let provider_log = b.dir.path().join("provider.log");
-    let mut args: Vec<&str> = provider.to_vec();
-    args.extend(["-i", "198.51.100.10", "-p", "5060", "-m", "1"]);
+    let args = [provider, &AS_PROVIDER].concat();
     let mut uas = sipp_bg(lab, Node::Provider, &args, &provider_log);
     std::thread::sleep(Duration::from_millis(300));
-    let mut args: Vec<&str> = phone.to_vec();
-    args.extend([
-        "10.100.0.1:5060",
-        "-i",
-        "10.100.0.50",
-        "-p",
-        "5070",
-        "-s",
-        "01632960123",
-        "-m",
-        "1",
-    ]);
+    let args = [phone, &AS_PHONE].concat();
     let phone_log = b.dir.path().join("phone.log");
     let mut uac = sipp_bg(lab, Node::Phone, &args, &phone_log);
     let phone_ok = uac.wait_timeout(Duration::from_secs(15)).unwrap();
@@ -406,16 +415,7 @@ fn offers_the_box_cannot_relay_are_refused_there() {
     let mut provider = sipp_bg(
         &lab,
         Node::Provider,
-        &[
-            "-sf",
-            &scenario("uas_not_found.xml"),
-            "-i",
-            "198.51.100.10",
-            "-p",
-            "5060",
-            "-m",
-            "1",
-        ],
+        &with_scenario(&scenario("uas_not_found.xml"), &AS_PROVIDER),
         &provider_log,
     );
     std::thread::sleep(Duration::from_millis(300));
@@ -423,19 +423,7 @@ fn offers_the_box_cannot_relay_are_refused_there() {
         let (ok, log) = sipp(
             &lab,
             Node::Phone,
-            &[
-                "-sf",
-                &scenario(phone),
-                "10.100.0.1:5060",
-                "-i",
-                "10.100.0.50",
-                "-p",
-                "5070",
-                "-s",
-                "01632960123",
-                "-m",
-                "1",
-            ],
+            &with_scenario(&scenario(phone), &AS_PHONE),
             Duration::from_secs(10),
         );
         assert!(ok, "{phone}:\n{log}\ndaemon:\n{}", b.log());
@@ -486,16 +474,11 @@ fn attended_transfer_names_the_provider_side_of_the_consultation_call() {
     let mut provider = sipp_bg(
         &lab,
         Node::Provider,
-        &[
-            "-sf",
+        // Both calls: `-m 2` after AS_PROVIDER's `-m 1` (sipp takes the last).
+        &with_scenario(
             &scenario("uas_transfer.xml"),
-            "-i",
-            "198.51.100.10",
-            "-p",
-            "5060",
-            "-m",
-            "2",
-        ],
+            &[&AS_PROVIDER[..], &["-m", "2"]].concat(),
+        ),
         &provider_log,
     );
     std::thread::sleep(Duration::from_millis(300));
@@ -544,24 +527,17 @@ fn attended_transfer_names_the_provider_side_of_the_consultation_call() {
         &lab,
         Node::Phone,
         &[
-            "-sf",
-            &scenario("uac_transfer.xml"),
-            "10.100.0.1:5060",
-            "-i",
-            "10.100.0.50",
-            "-p",
-            "5070",
-            "-s",
-            "01632960123",
-            "-m",
-            "1",
-            "-key",
-            "consult_id",
-            "consult%4010.100.0.50",
-            "-key",
-            "consult_totag",
-            &totag,
-        ],
+            &with_scenario(&scenario("uac_transfer.xml"), &AS_PHONE)[..],
+            &[
+                "-key",
+                "consult_id",
+                "consult%4010.100.0.50",
+                "-key",
+                "consult_totag",
+                &totag,
+            ],
+        ]
+        .concat(),
         Duration::from_secs(15),
     );
     assert!(ok, "transferring phone:\n{log}\ndaemon:\n{}", b.log());
