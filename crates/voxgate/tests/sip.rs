@@ -1079,16 +1079,7 @@ fn subscription_and_notify_through_the_box() {
     let mut notifier = sipp_bg(
         &lab,
         Node::Provider,
-        &[
-            "-sf",
-            &scenario("uas_notify.xml"),
-            "-i",
-            "198.51.100.10",
-            "-p",
-            "5060",
-            "-m",
-            "1",
-        ],
+        &with_scenario(&scenario("uas_notify.xml"), &AS_PROVIDER),
         &provider_log,
     );
     std::thread::sleep(Duration::from_millis(300));
