@@ -124,3 +124,20 @@ async fn relays_both_ways_on_loopback() {
     assert_eq!((call_id.as_str(), reason), ("d", EndReason::Stopped));
     assert!(!media.is_running());
 }
+
+/// The ticker outlives a moment without state, as before `start` stores it: it used to end
+/// there, and with it, for the whole run, the kernel path and the end of silent calls. It
+/// ends with the handle.
+#[tokio::test(start_paused = true)]
+async fn the_ticker_waits_for_the_relay_s_state() {
+    let media = MediaHandle::new();
+    let ticker = tokio::spawn(tick(Arc::downgrade(&media.inner)));
+    tokio::time::sleep(TICK * 3).await;
+    assert!(
+        !ticker.is_finished(),
+        "the ticker ended before the relay started"
+    );
+    drop(media);
+    tokio::time::sleep(TICK * 2).await;
+    assert!(ticker.is_finished(), "the ticker outlived its handle");
+}
