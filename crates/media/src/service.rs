@@ -5,6 +5,9 @@ use supervisor::{Context, Service, ServiceFuture};
 
 use crate::{MediaHandle, MediaSettings};
 
+/// How often the service checks that the relay's ticker still runs (and starts it again).
+const TICKER_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs the relay behind a [`MediaHandle`] that the SIP service shares.
 pub struct MediaService {
     handle: MediaHandle,
@@ -46,9 +49,15 @@ impl Service<Loaded> for MediaService {
             let settings = MediaSettings::from_loaded(&ctx.config.borrow_and_update());
             handle.start(settings)?;
             let _stop = StopOnDrop(handle.clone());
+            let mut watchdog = tokio::time::interval(TICKER_CHECK);
             loop {
                 tokio::select! {
                     _ = ctx.stop.cancelled() => return Ok(()),
+                    _ = watchdog.tick() => {
+                        if handle.revive_ticker() {
+                            tracing::error!("the media relay's ticker panicked (its message is on stderr) and was started again; calls keep their media");
+                        }
+                    }
                     changed = ctx.config.changed() => {
                         if changed.is_err() {
                             // The daemon is going away; it cancels `stop` next.

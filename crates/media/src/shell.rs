@@ -85,6 +85,8 @@ struct Running {
     ending: Vec<Releasing>,
     /// Where [`MediaEvent::Released`] goes.
     events: broadcast::Sender<MediaEvent>,
+    /// The ticker's task: finished only if it panicked (see [`MediaHandle::revive_ticker`]).
+    ticker: JoinHandle<()>,
 }
 
 /// A released call waiting for the kernel.
@@ -423,11 +425,10 @@ impl MediaHandle {
             wan_ports = %relay.settings().wan_ports,
             "media relay started"
         );
-        // The ticker starts once the state is in place. It used to start before and to end
-        // when it found no state: a ticker that ran first ended at once, and with it, for the
-        // whole run, the kernel path and the end of silent calls (the media lab test caught
-        // it about one run in 13).
-        let ticker = workers[0].runtime.clone();
+        // The ticker may run before the state is in place: it then waits for the next tick.
+        // (It used to end when it found no state, and with it, for the whole run, the kernel
+        // path and the end of silent calls; the media lab test caught it about one run in 13.)
+        let ticker = workers[0].runtime.spawn(tick(Arc::downgrade(&self.inner)));
         *self.state() = Some(Running {
             relay,
             follow_wan,
@@ -436,8 +437,8 @@ impl MediaHandle {
             kernel,
             ending: Vec::new(),
             events: self.inner.events.clone(),
+            ticker,
         });
-        ticker.spawn(tick(Arc::downgrade(&self.inner)));
         Ok(())
     }
 
@@ -464,6 +465,23 @@ impl MediaHandle {
     /// Whether the relay is running.
     pub fn is_running(&self) -> bool {
         self.state().is_some()
+    }
+
+    /// Starts the ticker again if it has ended, which it only does by panicking (the message
+    /// is on stderr): without it silent calls are never ended and no stream moves into or out
+    /// of the kernel. Calls keep their media. True if it had ended.
+    pub fn revive_ticker(&self) -> bool {
+        let mut guard = self.state();
+        let Some(r) = guard.as_mut() else {
+            return false;
+        };
+        if !r.ticker.is_finished() {
+            return false;
+        }
+        r.ticker = r.workers[0]
+            .runtime
+            .spawn(tick(Arc::downgrade(&self.inner)));
+        true
     }
 
     /// Applies new settings; running calls keep their ports (see [`Relay::reconfigure`]). A

@@ -141,3 +141,27 @@ async fn the_ticker_waits_for_the_relay_s_state() {
     tokio::time::sleep(TICK * 2).await;
     assert!(ticker.is_finished(), "the ticker outlived its handle");
 }
+
+/// A relay whose ticker has ended (it can only panic) gets it back from the media
+/// service's watchdog, its calls untouched.
+#[test]
+fn an_ended_ticker_is_started_again() {
+    let media = MediaHandle::new();
+    let mut s = settings();
+    s.kernel_path = config::model::KernelPath::Off;
+    assert!(!media.revive_ticker(), "nothing to revive before start");
+    media.start(s).unwrap();
+    media.offer("c", Side::Lan, &sdp(9000)).unwrap();
+    assert!(!media.revive_ticker(), "the ticker runs");
+    media.state().as_ref().unwrap().ticker.abort();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !media.revive_ticker() {
+        assert!(Instant::now() < deadline, "the ended ticker is not seen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!media.state().as_ref().unwrap().ticker.is_finished());
+    assert!(!media.revive_ticker());
+    assert_eq!(media.snapshot().len(), 1, "the call is still there");
+    media.stop();
+    assert!(!media.revive_ticker(), "a stopped relay has no ticker");
+}
