@@ -461,6 +461,39 @@ fn tag_of(value: &str) -> Option<&str> {
     value.split(';').find_map(|p| p.trim().strip_prefix("tag="))
 }
 
+/// Blind transfer with real peers: the phone's REFER reaches the provider with the target
+/// as the phone wrote it and nothing of the LAN; the provider's NOTIFY (the transfer done)
+/// reaches the phone.
+#[test]
+fn blind_transfer_through_the_box() {
+    let (plog, _) = call_pair(
+        &["-sf", &scenario("uas_transfer.xml")],
+        &[
+            "-sf",
+            &scenario("uac_transfer.xml"),
+            "-key",
+            "refer_to",
+            "<sip:01632960999@198.51.100.10>",
+        ],
+    );
+    let msgs = traced_messages(&plog);
+    let refer = msgs
+        .iter()
+        .find(|(sent, m)| !sent && m.starts_with("REFER "))
+        .map(|(_, m)| m.as_str())
+        .expect("a REFER at the provider");
+    assert_eq!(
+        header_of(refer, "Refer-To"),
+        Some("<sip:01632960999@198.51.100.10>"),
+        "{refer}"
+    );
+    assert_eq!(
+        header_of(refer, "Referred-By"),
+        Some("<sip:1001@198.51.100.10>"),
+        "{refer}"
+    );
+}
+
 /// Attended transfer with real peers: the phone's REFER names its consultation call's LAN
 /// dialog in `Refer-To: ...?Replaces=`; the provider gets it naming the same call's provider
 /// side (its Call-ID, the provider's tag, the box's tag), accepts, reports the transfer done in
@@ -523,19 +556,15 @@ fn attended_transfer_names_the_provider_side_of_the_consultation_call() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
+    let refer_to = format!(
+        "<sip:01632960999@198.51.100.10?Replaces=consult%4010.100.0.50%3Bto-tag%3D{totag}%3Bfrom-tag%3Dconsult>"
+    );
     let (ok, log) = sipp(
         &lab,
         Node::Phone,
         &[
             &with_scenario(&scenario("uac_transfer.xml"), &AS_PHONE)[..],
-            &[
-                "-key",
-                "consult_id",
-                "consult%4010.100.0.50",
-                "-key",
-                "consult_totag",
-                &totag,
-            ],
+            &["-key", "refer_to", &refer_to],
         ]
         .concat(),
         Duration::from_secs(15),
