@@ -627,6 +627,26 @@ fn attended_transfer_names_the_provider_side_of_the_consultation_call() {
     wait_calls_empty(&b.socket());
 }
 
+/// Inside a call, besides hold: reliable early media (183 with SDP and 100rel, PRACK), INFO
+/// and UPDATE with a new offer pass between real peers, every SDP the phone gets naming the
+/// box (checked in the phone's scenario), nothing of the LAN at the provider.
+#[test]
+fn early_media_prack_info_and_update_through_the_box() {
+    call_pair(
+        &["-sf", &scenario("uas_inside.xml")],
+        &["-sf", &scenario("uac_inside.xml")],
+    );
+}
+
+/// A MESSAGE from a phone, outside any dialog, reaches the provider as written.
+#[test]
+fn message_from_the_phone_reaches_the_provider() {
+    call_pair(
+        &["-sf", &scenario("uas_message.xml")],
+        &["-sf", &scenario("uac_message.xml")],
+    );
+}
+
 /// The `m=audio` ports in the SDP of the messages in a sipp trace that are not `own`.
 fn media_ports(trace: &str, own: u16) -> Vec<u16> {
     trace
