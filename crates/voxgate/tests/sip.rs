@@ -387,20 +387,22 @@ fn call_pair_in(lab: &Lab, b: &Box_, provider: &[&str], phone: &[&str]) -> (Stri
     (plog, flog)
 }
 
+/// [`call_pair`] of the scenarios `uas_{name}.xml` (provider) and `uac_{name}.xml` (phone).
+fn scenario_pair(name: &str) -> (String, String) {
+    call_pair(
+        &["-sf", &scenario(&format!("uas_{name}.xml"))],
+        &["-sf", &scenario(&format!("uac_{name}.xml"))],
+    )
+}
+
 #[test]
 fn busy_reaches_the_phone() {
-    call_pair(
-        &["-sf", &scenario("uas_busy.xml")],
-        &["-sf", &scenario("uac_busy.xml")],
-    );
+    scenario_pair("busy");
 }
 
 #[test]
 fn not_found_reaches_the_phone() {
-    call_pair(
-        &["-sf", &scenario("uas_not_found.xml")],
-        &["-sf", &scenario("uac_not_found.xml")],
-    );
+    scenario_pair("not_found");
 }
 
 /// Offers the box cannot relay are refused at the box, never sent on: an SDP offer from a
@@ -632,19 +634,13 @@ fn attended_transfer_names_the_provider_side_of_the_consultation_call() {
 /// box (checked in the phone's scenario), nothing of the LAN at the provider.
 #[test]
 fn early_media_prack_info_and_update_through_the_box() {
-    call_pair(
-        &["-sf", &scenario("uas_inside.xml")],
-        &["-sf", &scenario("uac_inside.xml")],
-    );
+    scenario_pair("inside");
 }
 
 /// A MESSAGE from a phone, outside any dialog, reaches the provider as written.
 #[test]
 fn message_from_the_phone_reaches_the_provider() {
-    call_pair(
-        &["-sf", &scenario("uas_message.xml")],
-        &["-sf", &scenario("uac_message.xml")],
-    );
+    scenario_pair("message");
 }
 
 /// The `m=audio` ports in the SDP of the messages in a sipp trace that are not `own`.
