@@ -119,14 +119,8 @@ pub fn stamp_via(headers: &mut Headers, src: std::net::SocketAddr) {
         None => sent_by.split(':').next().unwrap_or(sent_by),
     };
     let params: Vec<&str> = parts.collect();
-    let name_of = |p: &str| {
-        p.split('=')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase()
-    };
-    let rport = params.iter().any(|p| name_of(p) == "rport");
+    let is = |p: &str, name: &str| param_name(p).eq_ignore_ascii_case(name);
+    let rport = params.iter().any(|p| is(p, "rport"));
     let same_host = host
         .parse::<std::net::IpAddr>()
         .is_ok_and(|ip| ip == src.ip());
@@ -136,15 +130,11 @@ pub fn stamp_via(headers: &mut Headers, src: std::net::SocketAddr) {
     let mut out = String::with_capacity(value.len() + 40);
     out.push_str(head);
     for p in &params {
-        match name_of(p).as_str() {
-            "received" => {}
-            "rport" => {
-                let _ = write!(out, ";rport={}", src.port());
-            }
-            _ => {
-                out.push(';');
-                out.push_str(p);
-            }
+        if is(p, "rport") {
+            let _ = write!(out, ";rport={}", src.port());
+        } else if !is(p, "received") {
+            out.push(';');
+            out.push_str(p);
         }
     }
     let _ = write!(out, ";received={}", src.ip());
@@ -296,6 +286,11 @@ fn raw_branch(value: &str) -> Option<String> {
             .eq_ignore_ascii_case("branch")
             .then(|| v.trim().to_string())
     })
+}
+
+/// The name of a `;`-parameter as written, trimmed: `branch` of ` branch=z9hG4bK1`.
+fn param_name(p: &str) -> &str {
+    p.split_once('=').map_or(p, |(name, _)| name).trim()
 }
 
 /// Methods voxgate knows (RFC 3261 and the extensions the B2BUA relays).
