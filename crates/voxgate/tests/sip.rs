@@ -217,6 +217,15 @@ fn sipp_bg(lab: &Lab, node: Node, args: &[&str], log: &std::path::Path) -> lab::
     lab.spawn(node, cmd).unwrap()
 }
 
+/// sipp with `args` on the provider's side, its messages traced to `provider.log` in the
+/// box's directory, given 300 ms to bind its port; returns it and the log's path.
+fn provider_sipp(lab: &Lab, b: &Box_, args: &[&str]) -> (lab::LabProcess, std::path::PathBuf) {
+    let log = b.dir.path().join("provider.log");
+    let sipp = sipp_bg(lab, Node::Provider, args, &log);
+    std::thread::sleep(Duration::from_millis(300));
+    (sipp, log)
+}
+
 fn running_box(lab: &Lab) -> Box_ {
     running_box_with(lab, "")
 }
@@ -253,14 +262,11 @@ fn outbound_call_through_the_box_hung_up_by_the_phone() {
     lab::require_root().unwrap();
     let lab = Lab::new().unwrap();
     let b = running_box(&lab);
-    let provider_log = b.dir.path().join("provider.log");
-    let mut uas = sipp_bg(
+    let (mut uas, provider_log) = provider_sipp(
         &lab,
-        Node::Provider,
+        &b,
         &["-sn", "uas", "-i", "198.51.100.10", "-p", "5060", "-m", "1"],
-        &provider_log,
     );
-    std::thread::sleep(Duration::from_millis(300));
     let phone_log = b.dir.path().join("phone.log");
     let mut uac = sipp_bg(
         &lab,
@@ -359,10 +365,7 @@ fn call_pair(provider: &[&str], phone: &[&str]) -> (String, String) {
 
 /// [`call_pair`] with a lab and box of the test's own.
 fn call_pair_in(lab: &Lab, b: &Box_, provider: &[&str], phone: &[&str]) -> (String, String) {
-    let provider_log = b.dir.path().join("provider.log");
-    let args = [provider, &AS_PROVIDER].concat();
-    let mut uas = sipp_bg(lab, Node::Provider, &args, &provider_log);
-    std::thread::sleep(Duration::from_millis(300));
+    let (mut uas, provider_log) = provider_sipp(lab, b, &[provider, &AS_PROVIDER].concat());
     let args = [phone, &AS_PHONE].concat();
     let phone_log = b.dir.path().join("phone.log");
     let mut uac = sipp_bg(lab, Node::Phone, &args, &phone_log);
@@ -413,14 +416,11 @@ fn offers_the_box_cannot_relay_are_refused_there() {
     lab::require_root().unwrap();
     let lab = Lab::new().unwrap();
     let b = running_box(&lab);
-    let provider_log = b.dir.path().join("provider.log");
-    let mut provider = sipp_bg(
+    let (mut provider, provider_log) = provider_sipp(
         &lab,
-        Node::Provider,
+        &b,
         &with_scenario(&scenario("uas_not_found.xml"), &AS_PROVIDER),
-        &provider_log,
     );
-    std::thread::sleep(Duration::from_millis(300));
     for phone in ["uac_not_acceptable.xml", "uac_unsupported_media.xml"] {
         let (ok, log) = sipp(
             &lab,
@@ -505,18 +505,15 @@ fn attended_transfer_names_the_provider_side_of_the_consultation_call() {
     lab::require_root().unwrap();
     let lab = Lab::new().unwrap();
     let b = running_box(&lab);
-    let provider_log = b.dir.path().join("provider.log");
-    let mut provider = sipp_bg(
+    // Both calls: `-m 2` after AS_PROVIDER's `-m 1` (sipp takes the last).
+    let (mut provider, provider_log) = provider_sipp(
         &lab,
-        Node::Provider,
-        // Both calls: `-m 2` after AS_PROVIDER's `-m 1` (sipp takes the last).
+        &b,
         &with_scenario(
             &scenario("uas_transfer.xml"),
             &[&AS_PROVIDER[..], &["-m", "2"]].concat(),
         ),
-        &provider_log,
     );
-    std::thread::sleep(Duration::from_millis(300));
     // The consultation call first: its LAN to-tag (the box's) is what the REFER must name.
     let tagfile = b.dir.path().join("consult-totag");
     let consult_log = b.dir.path().join("consult.log");
@@ -857,11 +854,11 @@ fn call_audio_flows_both_ways_through_the_relay() {
     };
     std::thread::sleep(Duration::from_millis(500));
     register_phone_and_find_it(&lab, &b, Duration::ZERO);
-    let provider_log = b.dir.path().join("provider.log");
-    let mut uas = sipp_bg(
+    // Its media port must be in the lab profile's RTP range: the box's firewall sends nowhere
+    // else.
+    let (mut uas, _) = provider_sipp(
         &lab,
-        Node::Provider, // Its media port must be in the lab profile's RTP range: the box's firewall sends
-        // nowhere else.
+        &b,
         &[
             "-sn",
             "uas",
@@ -875,9 +872,7 @@ fn call_audio_flows_both_ways_through_the_relay() {
             "-m",
             "1",
         ],
-        &provider_log,
     );
-    std::thread::sleep(Duration::from_millis(300));
     let phone_log = b.dir.path().join("phone.log");
     let mut uac = sipp_bg(
         &lab,
@@ -1120,14 +1115,11 @@ fn subscription_and_notify_through_the_box() {
     lab::require_root().unwrap();
     let lab = Lab::new().unwrap();
     let b = running_box(&lab);
-    let provider_log = b.dir.path().join("provider.log");
-    let mut notifier = sipp_bg(
+    let (mut notifier, provider_log) = provider_sipp(
         &lab,
-        Node::Provider,
+        &b,
         &with_scenario(&scenario("uas_notify.xml"), &AS_PROVIDER),
-        &provider_log,
     );
-    std::thread::sleep(Duration::from_millis(300));
     let (ok, log) = sipp(
         &lab,
         Node::Phone,
